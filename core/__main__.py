@@ -1,0 +1,184 @@
+"""Command line: ``python -m core {train,eval,predict,runs,samples}``. See README for examples."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _print_error(message: str) -> None:
+    print("error: " + textwrap.fill(message, width=100, subsequent_indent="       "), file=sys.stderr)
+
+
+class ProgressPrinter:
+    """Turns the event stream into a startup banner, a tqdm bar and eval lines."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        kind = event["type"]
+        if kind == "start":
+            print(f"training {event['train_size']:,} examples, validating on {event['validation_size']:,}; "
+                  f"{event['total_steps']:,} optimizer steps ({event['steps_per_epoch']:,}/epoch); "
+                  f"strategy {event['kind']}: {event['trainable_params']:,} of {event['total_params']:,} parameters "
+                  f"train ({event['trainable_percent']:.2f}%)")
+            self.bar = tqdm(total=event["total_steps"], initial=event.get("resumed_from_step") or 0,
+                            unit="step", dynamic_ncols=True, file=sys.stderr)
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(event["step"] - self.bar.n)
+            self.bar.set_postfix(loss=f"{event['loss']:.4f}", lr=f"{event['lr']:.2e}", sps=f"{event['samples_per_s']:.1f}")
+        elif kind == "eval":
+            shown = {k: round(v, 4) for k, v in event["metrics"].items() if isinstance(v, float)}
+            line = f"eval @ step {event['step']}: {shown}{' (best so far)' if event.get('improved') else ''}"
+            (self.bar.write if self.bar is not None else print)(line)
+        elif kind == "log":
+            (self.bar.write if self.bar is not None else print)(f"{event.get('level', 'info')}: {event['message']}")
+        elif kind == "end" and self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.recipe import RunFailed, load_run_config, run_training
+    from core.runs import find_run
+
+    if args.resume:
+        run_dir = find_run(os.environ.get("TUNEBOARD_HOME", "runs") if not args.root else args.root, args.resume)
+        if run_dir is None:
+            _print_error(f"no run {args.resume!r} found. `python -m core runs` lists the runs.")
+            return 2
+        config = load_run_config(run_dir)
+    else:
+        config = load_config(args.config, args.set)
+        if args.root:
+            config = config.replace(output_dir=args.root)
+        run_dir = Path(args.run_dir) if args.run_dir else None
+    try:
+        outcome = run_training(config, run_dir, resume=bool(args.resume), echo=ProgressPrinter())
+    except RunFailed as exc:
+        _print_error(f"{exc} (run directory: {exc.run_dir})")
+        return 1
+    if outcome.state == "cancelled":
+        print(f"cancelled at step {outcome.result.global_step}; resume with: python -m core train --resume {outcome.run_dir.name}")
+        return 3
+    report = outcome.report or {}
+    split = report["eval_split"]
+    metrics = report[split]["metrics"]
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"\ncompleted {outcome.run_dir.name} in {report['timings']['train_s']:.1f}s of training "
+          f"({report['timings']['samples_per_s']:.1f} samples/s)")
+    print(f"{split}: {shown}")
+    print(f"run directory: {outcome.run_dir}\nmodel: {outcome.run_dir / 'model'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from core.evaluate import evaluate_run
+
+    report = evaluate_run(_run_dir(args), args.data)
+    print(json.dumps({"metrics": report["metrics"], "per_class": report.get("per_class")}, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from core.evaluate import predict_file
+
+    out = predict_file(_run_dir(args), args.data, args.out)
+    print(f"wrote {out['rows']:,} predictions to {out['path']}")
+    return 0
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    from core.models import ModelError
+    from core.runs import find_run
+
+    run_dir = find_run(args.root or os.environ.get("TUNEBOARD_HOME", "runs"), args.run)
+    if run_dir is None:
+        raise ModelError(f"no run {args.run!r}: give a run directory or a run id (`python -m core runs` lists them)")
+    return run_dir
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from core.runs import list_runs
+
+    rows = list_runs(args.root or os.environ.get("TUNEBOARD_HOME", "runs"))
+    if not rows:
+        print("no runs yet; start one with: python -m core train --config examples/rotten_tomatoes.yaml")
+        return 0
+    print(f"{'run':45} {'state':11} {'task':12} {'strategy':16} headline")
+    for r in rows:
+        value = f"{r.headline_name}={r.headline_value:.4f}" if r.headline_value is not None else (r.error or "")[:60]
+        print(f"{r.run_id:45} {r.state:11} {r.task:12} {r.strategy:16} {value}")
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from core.data import list_samples
+
+    for s in list_samples():
+        labels = ", ".join(s.labels[:12]) + (" …" if len(s.labels) > 12 else "")
+        print(f"sample:{s.name:20} {s.task:12} {s.num_rows:>7,} rows  {s.description}")
+        print(f"{'':28} labels: {labels}")
+        if s.note:
+            print(f"{'':28} note: {s.note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Tuneboard: fine-tune BERT-family encoders.")
+    parser.add_argument("--root", help="runs root folder (default: $TUNEBOARD_HOME or ./runs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run from a YAML config")
+    p.add_argument("--config", help="YAML/JSON run config (see examples/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2")
+    p.add_argument("--resume", metavar="RUN", help="resume a cancelled or interrupted run from its last checkpoint")
+    p.add_argument("--run-dir", help=argparse.SUPPRESS)  # the job worker pre-creates the directory
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="re-evaluate a run's saved model and print the report")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--data", help="evaluate on this labelled file instead of the run's test split")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="predict a file with a run's saved model")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--data", required=True, help="CSV/TSV/JSON/JSONL/Parquet (or CoNLL for NER) to predict")
+    p.add_argument("--out", required=True, help="where to write the predictions (.csv or .parquet)")
+    p.set_defaults(func=cmd_predict)
+
+    sub.add_parser("runs", help="list runs with state and headline metric").set_defaults(func=cmd_runs)
+    sub.add_parser("samples", help="list the bundled sample datasets").set_defaults(func=cmd_samples)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.config import ConfigError
+    from core.data import DataError
+    from core.models import ModelError
+    from core.strategies import StrategyError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, ModelError, StrategyError) as exc:
+        _print_error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

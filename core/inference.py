@@ -1,0 +1,94 @@
+"""Predictions from a saved run: load ``model/`` once, then predict texts or token sequences fast.
+
+Used by ``python -m core predict`` / ``eval``, the dashboard's try-it box and the benchmarks.
+Batches are sorted by length so each is padded only to its own longest text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.metrics import sigmoid, softmax
+from core.models import load_saved
+from core.tokenize import IGNORE_INDEX, PaddingCollator, eval_batches
+
+
+class Predictor:
+    """A saved model ready to predict; ``threshold`` applies to multi-label tasks."""
+
+    def __init__(self, model_dir: str | Path, threshold: float = 0.5, batch_size: int = 64, max_length: int = 256):
+        self.model, self.tokenizer, self.task = load_saved(model_dir)
+        self.model.eval()
+        problem = getattr(self.model.config, "problem_type", None)
+        if problem == "multi_label_classification":
+            self.task = "multi_label"
+        elif problem == "regression":
+            self.task = "regression"
+        self.names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", 512))
+        self.collator = PaddingCollator(self.tokenizer.pad_token_id or 0, "token" if self.task == "token" else "single_label")
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        enc = self.tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
+                             max_length=self.max_length)
+        rows = [{k: enc[k][i] for k in enc} | {"labels": 0} for i in range(len(texts))]
+        out = np.zeros((len(rows), self.model.config.num_labels), dtype=np.float32)
+        lengths = np.array([len(r["input_ids"]) for r in rows])
+        for idx in eval_batches(lengths, self.batch_size):
+            batch = self.collator([rows[i] for i in idx])
+            batch.pop("labels")
+            out[idx] = self.model(**batch).logits.float().numpy()
+        return out
+
+    def predict_texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per text: predicted label(s) or value, confidence, and per-label probabilities."""
+        logits = self.logits(texts, pairs)
+        frame = pd.DataFrame({"text": list(texts)})
+        if pairs is not None:
+            frame["text_pair"] = list(pairs)
+        if self.task == "regression":
+            frame["predicted"] = logits[:, 0]
+            return frame
+        probs = sigmoid(logits) if self.task == "multi_label" else softmax(logits)
+        if self.task == "multi_label":
+            frame["predicted"] = ["|".join(n for n, p in zip(self.names, row, strict=True) if p > self.threshold) for row in probs]
+        else:
+            frame["predicted"] = [self.names[i] for i in probs.argmax(1)]
+            frame["confidence"] = probs.max(1)
+        for j, name in enumerate(self.names):
+            frame[f"p_{name}"] = probs[:, j]
+        return frame
+
+    @torch.inference_mode()
+    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Tags per word (the first sub-token of each word decides)."""
+        enc = self.tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True,
+                             max_length=self.max_length)
+        rows = []
+        for i in range(len(sentences)):
+            word_ids = enc.word_ids(i)
+            first = [IGNORE_INDEX if w is None or w == p else w for w, p in zip(word_ids, [None, *word_ids[:-1]], strict=True)]
+            rows.append({k: enc[k][i] for k in enc} | {"labels": first})
+        tags: list[list[str]] = [["O"] * len(s) for s in sentences]
+        lengths = np.array([len(r["input_ids"]) for r in rows])
+        for idx in eval_batches(lengths, self.batch_size):
+            batch = self.collator([rows[i] for i in idx])
+            word_index = batch.pop("labels")
+            pred = self.model(**batch).logits.argmax(-1)
+            for j, row in enumerate(idx):
+                keep = word_index[j] != IGNORE_INDEX
+                for w, t in zip(word_index[j][keep].tolist(), pred[j][keep].tolist(), strict=True):
+                    tags[row][w] = self.names[t]
+        return tags
+
+    def describe(self) -> dict[str, Any]:
+        return {"task": self.task, "labels": self.names}

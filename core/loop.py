@@ -1,0 +1,361 @@
+"""The training loop. Everything it needs is built before it starts (see core.recipe) and passed in.
+
+Reads top to bottom: set up the optimizer, schedule and batches; (resume); for each epoch, for each
+batch: forward, loss, backward, and on every ``gradient_accumulation_steps``-th batch an optimizer
+step, a step event, maybe an evaluation (best checkpoint, early stopping, resumable checkpoint) and
+a check of the cancel flag. It runs unchanged under ``accelerate launch``: batches are sharded by
+process and gradients are synchronised only on optimizer steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_scheduler
+
+from core.config import RunConfig, TrainConfig
+from core.events import EventSink
+from core.metrics import greater_is_better
+from core.strategies import StrategyPlan
+from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, PaddingCollator, eval_batches
+
+LOOP_STATE = "loop_state.json"
+RNG_STATE = "rng_state.pt"
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Predictions:
+    """Raw model outputs on a split, in the split's row order.
+
+    ``scores``: logits (n, k) for classification, values (n,) for regression; for the token task,
+    a list per row of predicted tag ids at the labelled (first sub-token) positions. ``gold`` is
+    the matching target (ids, multi-hot, floats, or per-row tag id lists).
+    """
+
+    scores: Any
+    gold: Any
+    loss: float
+
+
+@dataclass
+class TrainResult:
+    state: str  # completed | cancelled
+    global_step: int
+    total_steps: int
+    best_step: int | None
+    best_metric: float | None
+    metric_name: str
+    early_stopped: bool
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+    tokens_seen: int = 0
+    peak_memory_mb: float = 0.0
+
+
+def plan_steps(num_rows: int, cfg: TrainConfig, num_processes: int = 1) -> tuple[int, int]:
+    """(optimizer steps per epoch, total optimizer steps) for ``num_rows`` training rows.
+
+    Strategies that schedule by step (AdaLoRA's budget, step-wise unfreezing) call this before the
+    loop starts so that they agree with it.
+    """
+    batches = math.ceil(num_rows / cfg.batch_size)
+    if num_processes > 1:
+        batches //= num_processes
+    steps_per_epoch = max(1, math.ceil(batches / cfg.gradient_accumulation_steps))
+    return steps_per_epoch, max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+
+def make_loss(task: str, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> LossFn:
+    """The task's loss on logits. Computed here, not inside the model, so class weights and smoothing apply."""
+    if task == "regression":
+        return lambda logits, labels: F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    if task == "multi_label":
+        return lambda logits, labels: F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=class_weights)
+    if task == "token":
+        return lambda logits, labels: F.cross_entropy(
+            logits.float().flatten(0, 1), labels.flatten(), weight=class_weights,
+            ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
+        )
+    return lambda logits, labels: F.cross_entropy(logits.float(), labels, weight=class_weights, label_smoothing=label_smoothing)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingCollator, batch_size: int,
+            loss_fn: LossFn | None, accelerator: Accelerator) -> Predictions:
+    """Run the model over ``dataset`` in length-sorted batches and return outputs in row order."""
+    was_training = model.training
+    model.eval()
+    n = len(dataset)
+    per_row: list[Any] = [None] * n
+    gold: list[Any] = [None] * n
+    total_loss, total_rows = 0.0, 0
+    for indices in eval_batches(dataset.lengths, batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in collator([dataset[i] for i in indices]).items()}
+        with accelerator.autocast():
+            logits = model(**model_inputs(batch)).logits
+        if loss_fn is not None:
+            total_loss += float(loss_fn(logits, batch["labels"])) * len(indices)
+            total_rows += len(indices)
+        logits = logits.float().cpu()
+        labels = batch["labels"].cpu()
+        for j, row in enumerate(indices):
+            if collator.task == "token":
+                keep = labels[j] != IGNORE_INDEX
+                per_row[row] = logits[j][keep].argmax(-1).tolist()
+                gold[row] = labels[j][keep].tolist()
+            else:
+                per_row[row] = logits[j].numpy()
+                gold[row] = labels[j].numpy()
+    if was_training:
+        model.train()
+    if collator.task != "token" and n:
+        per_row_arr: Any = np.stack(per_row)
+        if collator.task == "regression":
+            per_row_arr = per_row_arr.reshape(-1)
+        return Predictions(per_row_arr, np.stack(gold), total_loss / max(total_rows, 1))
+    return Predictions(per_row, gold, total_loss / max(total_rows, 1))
+
+
+def train(
+    config: RunConfig,
+    plan: StrategyPlan,
+    train_set: EncodedSplit,
+    val_set: EncodedSplit,
+    *,
+    collator: PaddingCollator,
+    loss_fn: LossFn,
+    score: Callable[[Predictions], dict[str, float]],
+    metric_name: str,
+    events: EventSink,
+    should_stop: Callable[[], bool],
+    checkpoint_dir: Path,
+    on_best: Callable[[torch.nn.Module], None],
+    resume: bool = False,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Train ``plan.model`` on ``train_set``; evaluate on ``val_set``; return how it ended.
+
+    ``score`` turns predictions into validation metrics (``metric_name`` among them, or ``loss``);
+    ``on_best`` saves the model whenever that metric improves; ``should_stop`` is checked after every
+    optimizer step and, when it answers True, the loop saves a resumable checkpoint and returns
+    ``cancelled``.
+    """
+    cfg = config.train
+    set_seed(cfg.seed)
+    accelerator = accelerator or Accelerator(mixed_precision=resolve_precision(cfg.precision))
+    started = time.monotonic()
+
+    # --- batches: length-grouped, reproducible per epoch, sharded across processes -------------
+    batches = LengthGroupedBatches(train_set.lengths, cfg.batch_size, cfg.seed,
+                                   shard=(accelerator.process_index, accelerator.num_processes))
+    # Its own generator: creating an epoch's iterator would otherwise draw from the global RNG that
+    # dropout uses, and a resumed run would see different dropout masks than an uninterrupted one.
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=collator,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    micro_per_epoch = batches.num_batches()
+    accum = cfg.gradient_accumulation_steps
+    steps_per_epoch, total_steps = plan_steps(len(train_set), cfg, accelerator.num_processes)
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+
+    # --- optimizer and schedule ---------------------------------------------------------------
+    optimizer = torch.optim.AdamW(plan.param_groups, lr=cfg.learning_rate)
+    scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
+                              num_warmup_steps=round(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+    model, optimizer, scheduler = accelerator.prepare(plan.model, optimizer, scheduler)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    state = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "best_metric": None, "best_step": None,
+             "bad_evals": 0, "samples_seen": 0, "tokens_seen": 0, "elapsed": 0.0, "evals": []}
+    if resume:
+        accelerator.load_state(str(checkpoint_dir))
+        state.update(json.loads((checkpoint_dir / LOOP_STATE).read_text()))
+        restore_rng(checkpoint_dir / RNG_STATE)
+        started -= state["elapsed"]
+    higher_better = greater_is_better(metric_name)
+
+    events({"type": "start", "total_steps": total_steps, "train_size": len(train_set),
+            "validation_size": len(val_set), "steps_per_epoch": steps_per_epoch, "epochs": cfg.epochs,
+            "resumed_from_step": state["global_step"] if resume else None, **plan.describe()})
+
+    def save_checkpoint() -> None:
+        state["elapsed"] = time.monotonic() - started
+        tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.save_state(str(tmp))
+        (tmp / LOOP_STATE).write_text(json.dumps(state))
+        save_rng(tmp / RNG_STATE)
+        # Swap in the new checkpoint whole: a crash mid-save leaves the previous one intact.
+        old = checkpoint_dir.with_name(checkpoint_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if checkpoint_dir.exists():
+            os.replace(checkpoint_dir, old)
+        os.replace(tmp, checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def evaluate() -> bool:
+        """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
+        preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator)
+        metrics = {**score(preds), "loss": preds.loss}
+        value = metrics[metric_name]
+        best = state["best_metric"]
+        improved = best is None or (value > best if higher_better else value < best)
+        if improved:
+            state.update(best_metric=value, best_step=state["global_step"], bad_evals=0)
+            on_best(accelerator.unwrap_model(model))
+        else:
+            state["bad_evals"] += 1
+        record = {"step": state["global_step"], "epoch": round(state["global_step"] / steps_per_epoch, 4),
+                  "split": "validation", "metrics": metrics, "improved": improved}
+        state["evals"].append(record)
+        events({"type": "eval", **record})
+        return cfg.early_stopping_patience > 0 and state["bad_evals"] >= cfg.early_stopping_patience
+
+    # --- the loop -------------------------------------------------------------------------------
+    model.train()
+    window_loss = torch.zeros((), device=accelerator.device)
+    window_steps, window_samples, window_start = 0, 0, time.monotonic()
+    ended, early_stopped, last_eval_step = "completed", False, -1
+    for epoch in range(state["epoch"], num_epochs):
+        if plan.on_epoch_start is not None:
+            plan.on_epoch_start(epoch)
+        skip = state["micro_in_epoch"] if epoch == state["epoch"] else 0
+        batches.set_epoch(epoch, skip=skip)
+        state.update(epoch=epoch, micro_in_epoch=skip)
+        for batch in loader:
+            micro = state["micro_in_epoch"]
+            group_start = (micro // accum) * accum
+            group_size = min(accum, micro_per_epoch - group_start)
+            sync = micro + 1 == group_start + group_size
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            # Gradients are all-reduced only on the batch that ends an accumulation group.
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
+                logits = model(**model_inputs(batch)).logits
+                loss = loss_fn(logits, batch["labels"])
+            accelerator.backward(loss / group_size)
+            window_loss += loss.detach() / group_size
+            n_rows = batch["input_ids"].shape[0]
+            window_samples += n_rows
+            state["samples_seen"] += n_rows
+            state["tokens_seen"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+            state["micro_in_epoch"] = micro + 1
+            if not sync:
+                continue
+
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            if plan.after_optimizer_step is not None:
+                plan.after_optimizer_step(state["global_step"])  # before zero_grad: AdaLoRA reads the gradients
+            optimizer.zero_grad(set_to_none=True)
+            state["global_step"] += 1
+            window_steps += 1
+            step = state["global_step"]
+
+            if step % cfg.log_every == 0 or step == total_steps:
+                # The only host sync of the step loop: one .item() per logged window, not per step.
+                now = time.monotonic()
+                events({"type": "step", "step": step, "epoch": round(epoch + state["micro_in_epoch"] / micro_per_epoch, 4),
+                        "loss": float(window_loss.item()) / window_steps, "lr": max(g["lr"] for g in optimizer.param_groups),
+                        "samples_per_s": window_samples / max(now - window_start, 1e-9)})
+                window_loss.zero_()
+                window_steps, window_samples, window_start = 0, 0, now
+
+            end_of_epoch = state["micro_in_epoch"] == micro_per_epoch
+            eval_due = (step % cfg.eval_every == 0) if cfg.eval_every else end_of_epoch
+            if eval_due or step == total_steps:
+                early_stopped = evaluate()
+                last_eval_step = step
+                if end_of_epoch:
+                    state.update(epoch=epoch + 1, micro_in_epoch=0)
+                save_checkpoint()
+            if early_stopped or step >= total_steps:
+                break
+            if should_stop():
+                if end_of_epoch:
+                    state.update(epoch=epoch + 1, micro_in_epoch=0)
+                save_checkpoint()
+                ended = "cancelled"
+                break
+        if ended == "cancelled" or early_stopped or state["global_step"] >= total_steps:
+            break
+        state.update(epoch=epoch + 1, micro_in_epoch=0)
+
+    if ended == "completed" and last_eval_step != state["global_step"] and state["best_metric"] is None:
+        evaluate()
+    return TrainResult(
+        state=ended, global_step=state["global_step"], total_steps=total_steps, best_step=state["best_step"],
+        best_metric=state["best_metric"], metric_name=metric_name, early_stopped=early_stopped,
+        evals=state["evals"], train_seconds=time.monotonic() - started, samples_seen=state["samples_seen"],
+        tokens_seen=state["tokens_seen"], peak_memory_mb=peak_memory_mb(accelerator.device),
+    )
+
+
+def save_rng(path: Path) -> None:
+    """Dropout's random state, so a resumed run continues exactly as an uninterrupted one would.
+
+    accelerate saves these too, but its loader reads them with ``weights_only=True`` under torch 2.6+
+    and silently skips the numpy state, so resumed runs drifted; we keep our own copy.
+    """
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(states, path)
+
+
+def restore_rng(path: Path) -> None:
+    if not path.exists():
+        return
+    states = torch.load(path, weights_only=False)  # our own file, written by save_rng
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def resolve_precision(precision: str) -> str:
+    """Map the config's precision to accelerate's mixed_precision: 'no' or 'bf16'."""
+    if precision == "bf16":
+        return "bf16"
+    if precision == "auto":
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if cpu_has_native_bf16() else "no"
+    return "no"
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -1,0 +1,270 @@
+"""The training recipe: build every object from the RunConfig, run the loop, write the run directory.
+
+``run_training`` is what ``python -m core train`` and the job worker call. It owns the run's files
+(status, events, report, predictions, model) so that the loop only trains.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core import runs
+from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
+from core.data import DataError, DatasetBundle, label_ids, load_bundle
+from core.events import EventSink, EventWriter, read_events
+from core.loop import Predictions, TrainResult, make_loss, predict, resolve_precision, train
+from core.metrics import build_report, predictions_frame, resolve_metric_for_best
+from core.models import ModelError, load_model, load_tokenizer, model_facts
+from core.strategies import StrategyError, build_strategy, save_for_inference
+from core.tokenize import PaddingCollator, encode_split, token_stats
+
+USER_ERRORS = (ConfigError, DataError, ModelError, StrategyError)
+BEST_WEIGHTS = "checkpoints/best.safetensors"
+
+
+class RunFailed(RuntimeError):
+    """A run ended in ``failed``; the message is the one written to status.json."""
+
+    def __init__(self, run_dir: Path, message: str):
+        self.run_dir = run_dir
+        super().__init__(message)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    state: str
+    result: TrainResult | None
+    report: dict[str, Any] | None
+
+
+def class_weight_tensor(config: RunConfig, bundle: DatasetBundle, targets: list[Any]) -> torch.Tensor | None:
+    """``balanced``: n_samples / (n_classes * count) as in scikit-learn; explicit: by label name."""
+    spec = config.strategy.class_weights
+    if spec == "none" or config.task == "regression":
+        return None
+    names = bundle.labels.names
+    if spec == "balanced":
+        if config.task == "multi_label":
+            positives = np.asarray(targets).sum(0)
+            return torch.tensor((len(targets) - positives) / np.maximum(positives, 1), dtype=torch.float32)
+        flat = np.concatenate([np.asarray(t).ravel() for t in targets]) if config.task == "token" else np.asarray(targets)
+        flat = flat[flat >= 0]
+        counts = np.bincount(flat, minlength=len(names)).astype(np.float64)
+        return torch.tensor(len(flat) / (len(names) * np.maximum(counts, 1)), dtype=torch.float32)
+    weights = parse_class_weights(spec)
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ConfigError("strategy.class_weights", f"unknown label(s) {unknown}; the labels are {list(names)}")
+    return torch.tensor([weights.get(n, 1.0) for n in names], dtype=torch.float32)
+
+
+def scorer(task: str, names: tuple[str, ...], threshold: float) -> Callable[[Predictions], dict[str, float]]:
+    from core.metrics import compute_metrics
+
+    def score(preds: Predictions) -> dict[str, float]:
+        gold, scores = to_metric_inputs(task, names, preds)
+        return compute_metrics(task, names, gold, scores, threshold=threshold)
+
+    return score
+
+
+def to_metric_inputs(task: str, names: tuple[str, ...], preds: Predictions) -> tuple[Any, Any]:
+    """Token predictions are id lists; the entity-level metrics want tag names."""
+    if task == "token":
+        return ([[names[i] for i in row] for row in preds.gold], [[names[i] for i in row] for row in preds.scores])
+    return preds.gold, preds.scores
+
+
+def run_training(
+    config: RunConfig,
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    echo: EventSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunOutcome:
+    """Train and evaluate one run; every outcome (success, cancel, error) is recorded in its directory.
+
+    Raises RunFailed (with the user-facing message) when the run fails.
+    """
+    if run_dir is None:
+        run_dir = runs.create_run_dir(config.runs_root, config.name, config.to_dict())
+    run_dir = Path(run_dir)
+    runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
+    Path(run_dir, runs.CANCEL_FLAG).unlink(missing_ok=True)
+    checkpoint_dir = run_dir / runs.CHECKPOINT_DIR
+    if resume and not checkpoint_dir.exists():
+        raise RunFailed(run_dir, f"Run {run_dir.name} has no checkpoint to resume from ({checkpoint_dir} is missing).")
+    prior = 0.0
+    if resume:
+        prior = max((e.get("time", 0.0) for e in read_events(run_dir / runs.EVENTS)[0]), default=0.0)
+    runs.write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None, finished=None)
+    runs.index_run(config.runs_root, run_dir)
+
+    stop_signal = {"hit": False}
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop_signal["hit"] = True
+
+    previous_handler = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+    stop = should_stop or (lambda: runs.cancel_requested(run_dir) or stop_signal["hit"])
+
+    with EventWriter(run_dir / runs.EVENTS, time_offset=prior, echo=echo) as events:
+        try:
+            outcome = _train_and_report(config, run_dir, events, stop, resume)
+        except USER_ERRORS as exc:
+            _fail(config, run_dir, events, str(exc))
+            raise RunFailed(run_dir, str(exc)) from exc
+        except Exception as exc:  # an internal error: keep the traceback in the run, say what happened
+            message = f"Internal error ({type(exc).__name__}: {exc}). The traceback is in {run_dir / runs.STATUS}."
+            _fail(config, run_dir, events, message, traceback.format_exc())
+            raise RunFailed(run_dir, message) from exc
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+    return outcome
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _fail(config: RunConfig, run_dir: Path, events: EventSink, message: str, tb: str | None = None) -> None:
+    events({"type": "end", "state": "failed", "error": message})
+    runs.write_status(run_dir, state="failed", error=message, traceback=tb, finished=time.time())
+    runs.index_run(config.runs_root, run_dir)
+
+
+def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop: Callable[[], bool],
+                      resume: bool) -> RunOutcome:
+    task = config.task
+    t0 = time.monotonic()
+    bundle = load_bundle(config.data, task)
+    for warning in bundle.warnings:
+        events({"type": "log", "level": "warning", "message": warning})
+    tokenizer = load_tokenizer(config.model)
+    model = load_model(config.model, task, bundle.labels.names)
+    plan = build_strategy(model, config)
+    metric_name = resolve_metric_for_best(task, config.train.metric_for_best)
+
+    max_length = min(config.model.max_length, getattr(model.config, "max_position_embeddings", 512))
+    targets = {split: label_ids(getattr(bundle, split), bundle.labels, task) for split in ("train", "validation", "test")}
+    encoded = {split: encode_split(getattr(bundle, split), task, tokenizer, max_length, targets[split])
+               for split in ("train", "validation", "test")}
+    setup_seconds = time.monotonic() - t0
+
+    collator = PaddingCollator(tokenizer.pad_token_id or 0, task)
+    loss_fn = make_loss(task, class_weight_tensor(config, bundle, targets["train"]), config.strategy.label_smoothing)
+    names = bundle.labels.names
+    score = scorer(task, names, config.train.multi_label_threshold)
+    best_path = run_dir / BEST_WEIGHTS
+
+    def save_best(m: torch.nn.Module) -> None:
+        from safetensors.torch import save_model
+
+        best_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = best_path.with_suffix(".tmp")
+        save_model(m, str(tmp))
+        os.replace(tmp, best_path)
+
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=resolve_precision(config.train.precision))
+    result = train(config, plan, encoded["train"], encoded["validation"], collator=collator, loss_fn=loss_fn,
+                   score=score, metric_name=metric_name, events=events, should_stop=stop,
+                   checkpoint_dir=run_dir / runs.CHECKPOINT_DIR, on_best=save_best, resume=resume,
+                   accelerator=accelerator)
+    if result.state == "cancelled":
+        events({"type": "end", "state": "cancelled", "step": result.global_step})
+        runs.write_status(run_dir, state="cancelled", finished=time.time(), step=result.global_step)
+        runs.index_run(config.runs_root, run_dir)
+        return RunOutcome(run_dir, "cancelled", result, None)
+
+    # --- the best model on the held-out split -----------------------------------------------
+    model = accelerator.unwrap_model(plan.model)
+    if best_path.exists():
+        from safetensors.torch import load_model as load_weights
+
+        load_weights(model, str(best_path))
+    eval_split = "test" if len(bundle.test) else "validation"
+    t_eval = time.monotonic()
+    reports = {}
+    for split in dict.fromkeys(("validation", eval_split)):
+        preds = predict(model, encoded[split], collator, config.train.batch_size * 2, loss_fn, accelerator)
+        gold, scores = to_metric_inputs(task, names, preds)
+        reports[split] = build_report(task, names, gold, scores, threshold=config.train.multi_label_threshold)
+        reports[split]["metrics"]["loss"] = preds.loss
+        if split == eval_split:
+            frame = getattr(bundle, split)
+            texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
+            pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
+            table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs,
+                                      threshold=config.train.multi_label_threshold)
+            if "row" in frame.columns:
+                table.insert(0, "row", frame["row"].to_numpy())
+            write_parquet(table, run_dir / runs.PREDICTIONS)
+    eval_seconds = time.monotonic() - t_eval
+
+    model_dir = run_dir / runs.MODEL_DIR
+    model.config.tuneboard_task = task
+    save_for_inference(plan, model, model_dir)
+    tokenizer.save_pretrained(model_dir)
+    saved_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
+
+    train_lengths = encoded["train"].lengths
+    report = {
+        "run_id": run_dir.name,
+        "task": task,
+        "labels": list(names),
+        "eval_split": eval_split,
+        "validation": reports["validation"],
+        "test": reports.get("test"),
+        "best_step": result.best_step,
+        "best_metric": {"name": metric_name, "value": result.best_metric},
+        "early_stopped": result.early_stopped,
+        "steps": {"done": result.global_step, "total": result.total_steps},
+        "strategy": plan.describe(),
+        "model": {"name": config.model.name, **model_facts(model).as_dict()},
+        "data": {"source": bundle.source, "sizes": bundle.sizes(), "warnings": bundle.warnings,
+                 "columns": bundle.columns, "train_tokens": token_stats(train_lengths, max_length)},
+        "timings": {"setup_s": setup_seconds, "train_s": result.train_seconds, "eval_s": eval_seconds,
+                    "samples_per_s": result.samples_seen / max(result.train_seconds, 1e-9),
+                    "tokens_per_s": result.tokens_seen / max(result.train_seconds, 1e-9)},
+        "peak_memory_mb": result.peak_memory_mb,
+        "saved_model_mb": saved_mb,
+        "history": result.evals,
+    }
+    runs.atomic_write_json(run_dir / runs.REPORT, report)
+    headline = reports[eval_split]["headline"]
+    events({"type": "end", "state": "completed", "best_step": result.best_step, "best_metric": result.best_metric,
+            "metric": metric_name, "test_headline": headline})
+    runs.write_status(run_dir, state="completed", finished=time.time(), step=result.global_step)
+    runs.index_run(config.runs_root, run_dir)
+    return RunOutcome(run_dir, "completed", result, report)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    raw = runs.read_json(run_dir / runs.CONFIG)
+    if raw is None:
+        raise ConfigError("run", f"{run_dir} has no readable config.json")
+    return from_dict(raw)

@@ -1,0 +1,213 @@
+"""Run directories, atomic writes, and the SQLite run index.
+
+Layout of ``<root>/<run_id>/`` is in DESIGN.md. The directory is the source of truth; the index
+(``<root>/runs.sqlite``) is a cache for fast listing that :func:`refresh_index` rebuilds from the
+directories at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+FINAL_STATES = ("completed", "failed", "cancelled")
+
+CONFIG = "config.json"
+STATUS = "status.json"
+EVENTS = "events.jsonl"
+REPORT = "report.json"
+PREDICTIONS = "predictions.parquet"
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints/last"
+CANCEL_FLAG = "cancel.flag"
+LOG = "train.log"
+INDEX = "runs.sqlite"
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | Path) -> Any | None:
+    """Read a JSON file; None if it is missing or unreadable (a half-deleted run must not crash a page)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def new_run_id(name: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
+
+
+def create_run_dir(root: str | Path, name: str, config: dict[str, Any]) -> Path:
+    """Make a fresh run directory holding its config and a ``queued`` status."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = root / new_run_id(name)
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            continue
+    atomic_write_json(run_dir / CONFIG, config)
+    write_status(run_dir, state="queued", created=time.time())
+    return run_dir
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    return read_json(Path(run_dir) / STATUS) or {}
+
+
+def write_status(run_dir: str | Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into status.json (atomically) and return the new status."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    status.update(fields)
+    status["run_id"] = run_dir.name
+    status["updated"] = time.time()
+    atomic_write_json(run_dir / STATUS, status)
+    return status
+
+
+def request_cancel(run_dir: str | Path) -> None:
+    """Ask a running loop to stop: it checks this flag every step, saves a checkpoint and exits."""
+    Path(run_dir, CANCEL_FLAG).touch()
+
+
+def cancel_requested(run_dir: str | Path) -> bool:
+    return Path(run_dir, CANCEL_FLAG).exists()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    path: str
+    name: str
+    task: str
+    strategy: str
+    model: str
+    state: str
+    created: float
+    finished: float | None
+    headline_name: str | None
+    headline_value: float | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def summarize(run_dir: str | Path) -> RunSummary:
+    """Read a run directory into a summary; a broken or half-written one gets state ``broken``."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG) or {}
+    status = read_status(run_dir)
+    report = read_json(run_dir / REPORT) or {}
+    headline = (report.get("test") or report.get("validation") or {}).get("headline") or {}
+    state = status.get("state") or "broken"
+    error = status.get("error")
+    if not config:
+        state, error = "broken", error or "config.json is missing or unreadable"
+    return RunSummary(
+        run_id=run_dir.name,
+        path=str(run_dir),
+        name=config.get("name", run_dir.name),
+        task=config.get("task", "?"),
+        strategy=(config.get("strategy") or {}).get("kind", "?"),
+        model=(config.get("model") or {}).get("name", "?"),
+        state=state,
+        created=float(status.get("created") or _mtime(run_dir)),
+        finished=status.get("finished"),
+        headline_name=headline.get("name"),
+        headline_value=headline.get("value"),
+        error=error,
+    )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def connect(root: str | Path) -> sqlite3.Connection:
+    """Open the index with WAL so the dashboard reads while the worker writes."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(root / INDEX, timeout=30, isolation_level=None)
+    con.row_factory = sqlite3.Row
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS runs (
+            run_id TEXT PRIMARY KEY, path TEXT, name TEXT, task TEXT, strategy TEXT, model TEXT,
+            state TEXT, created REAL, finished REAL, headline_name TEXT, headline_value REAL, error TEXT)"""
+    )
+    return con
+
+
+def index_run(root: str | Path, run_dir: str | Path) -> RunSummary:
+    summary = summarize(run_dir)
+    with connect(root) as con:
+        d = summary.as_dict()
+        con.execute(
+            f"INSERT OR REPLACE INTO runs ({', '.join(d)}) VALUES ({', '.join('?' * len(d))})",
+            list(d.values()),
+        )
+    return summary
+
+
+def refresh_index(root: str | Path) -> list[RunSummary]:
+    """Rebuild the index from the run directories (deleted runs drop out) and return newest first."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    summaries = [summarize(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    summaries = [s for s in summaries if s.state != "broken" or Path(s.path, STATUS).exists() or Path(s.path, CONFIG).exists()]
+    with connect(root) as con:
+        con.execute("DELETE FROM runs")
+        for s in summaries:
+            d = s.as_dict()
+            con.execute(
+                f"INSERT INTO runs ({', '.join(d)}) VALUES ({', '.join('?' * len(d))})", list(d.values())
+            )
+    return sorted(summaries, key=lambda s: s.created, reverse=True)
+
+
+def list_runs(root: str | Path) -> list[RunSummary]:
+    return refresh_index(root)
+
+
+def find_run(root: str | Path, run_id_or_path: str) -> Path | None:
+    """Resolve a run id (or a unique prefix) or a path to a run directory."""
+    p = Path(run_id_or_path)
+    if (p / CONFIG).exists() or (p / STATUS).exists():
+        return p
+    root = Path(root)
+    if (root / run_id_or_path).is_dir():
+        return root / run_id_or_path
+    if root.exists():
+        matches = [d for d in root.iterdir() if d.is_dir() and d.name.startswith(run_id_or_path)]
+        if len(matches) == 1:
+            return matches[0]
+    return None

@@ -1,0 +1,126 @@
+"""The loop's mechanics on a tiny random BERT (the point here is the mechanism, not the model)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from core.config import RunConfig, StrategyConfig, TrainConfig
+from core.loop import make_loss, predict, train
+from core.strategies import build_strategy
+from core.tokenize import EncodedSplit, PaddingCollator
+
+
+def synthetic(n: int, seed: int) -> EncodedSplit:
+    """Label 1 when token 7 occurs in the row: learnable in a few steps by a tiny model."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        length = int(rng.integers(4, 20))
+        ids = rng.integers(10, 60, size=length).tolist()
+        label = int(rng.random() < 0.5)
+        if label:
+            ids[int(rng.integers(0, length))] = 7
+        rows.append({"input_ids": [1, *ids, 2], "attention_mask": [1] * (length + 2), "labels": label})
+    return EncodedSplit(rows)
+
+
+def tiny_model(seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    return BertForSequenceClassification(config)
+
+
+def accuracy(preds) -> dict[str, float]:
+    return {"accuracy": float((preds.scores.argmax(1) == preds.gold).mean())}
+
+
+def run(tmp_path, *, steps_to_cancel=None, resume=False, model=None, **train_opts):
+    config = RunConfig(train=TrainConfig(**{"epochs": 3, "batch_size": 16, "learning_rate": 3e-3, "log_every": 1,
+                                            **train_opts}), strategy=StrategyConfig())
+    model = model or tiny_model()
+    plan = build_strategy(model, config)
+    events, saved = [], []
+    counter = {"n": 0}
+
+    def should_stop():
+        counter["n"] += 1
+        return steps_to_cancel is not None and counter["n"] >= steps_to_cancel
+
+    result = train(config, plan, synthetic(320, 0), synthetic(80, 1), collator=PaddingCollator(0, "single_label"),
+                   loss_fn=make_loss("single_label"), score=accuracy, metric_name="accuracy", events=events.append,
+                   should_stop=should_stop, checkpoint_dir=tmp_path / "ckpt", on_best=lambda m: saved.append(1),
+                   resume=resume)
+    return result, events, plan.model, saved
+
+
+def test_loss_falls_and_the_task_is_learned(tmp_path):
+    result, events, _, saved = run(tmp_path)
+    losses = [e["loss"] for e in events if e["type"] == "step"]
+    assert result.state == "completed" and result.global_step == result.total_steps == 60
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    assert result.best_metric > 0.8 and saved  # best checkpoint was saved at least once
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds.count("eval") == 3  # one evaluation per epoch
+
+
+def test_accumulation_and_fractional_epochs_set_the_step_count(tmp_path):
+    result, events, _, _ = run(tmp_path, epochs=1.5, gradient_accumulation_steps=3)
+    per_epoch = math.ceil(20 / 3)  # 320 rows / 16 = 20 batches
+    assert result.total_steps == math.ceil(1.5 * per_epoch) == result.global_step
+    assert events[0]["steps_per_epoch"] == per_epoch
+
+
+def test_eval_every_n_steps_and_early_stopping(tmp_path):
+    result, events, _, _ = run(tmp_path, eval_every=5, early_stopping_patience=1, learning_rate=0.0 + 1e-12)
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals][:2] == [5, 10]
+    assert result.early_stopped and result.global_step < result.total_steps
+
+
+def test_cancel_then_resume_matches_an_uninterrupted_run(tmp_path):
+    full, _, full_model, _ = run(tmp_path / "a")
+    cancelled, _, _, _ = run(tmp_path / "b", steps_to_cancel=25)
+    assert cancelled.state == "cancelled" and cancelled.global_step == 25
+    resumed, events, resumed_model, _ = run(tmp_path / "b", resume=True, model=tiny_model(seed=123))
+    assert resumed.state == "completed" and resumed.global_step == full.global_step == full.total_steps
+    assert events[0]["resumed_from_step"] == 25
+    assert [e["step"] for e in events if e["type"] == "step"][0] == 26
+    for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_predict_returns_rows_in_their_original_order(tmp_path):
+    model = tiny_model()
+    data = synthetic(37, 5)
+    from accelerate import Accelerator
+
+    preds = predict(model, data, PaddingCollator(0, "single_label"), 8, make_loss("single_label"), Accelerator())
+    assert preds.scores.shape == (37, 2)
+    assert (preds.gold == np.array([r["labels"] for r in data.features])).all()
+    model.eval()
+    one = model(input_ids=torch.tensor([data[0]["input_ids"]])).logits[0].detach().numpy()
+    assert np.allclose(preds.scores[0], one, atol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["single_label", "multi_label", "regression", "token"])
+def test_losses_per_task(task):
+    torch.manual_seed(0)
+    if task == "token":
+        logits, labels = torch.randn(2, 5, 3), torch.tensor([[-100, 1, 2, 0, -100], [-100, -100, -100, -100, -100]])
+        full = make_loss(task)(logits, labels)
+        manual = torch.nn.functional.cross_entropy(logits[0, 1:4], labels[0, 1:4])
+        assert torch.allclose(full, manual)
+    elif task == "multi_label":
+        assert make_loss(task)(torch.zeros(2, 3), torch.ones(2, 3)).item() == pytest.approx(math.log(2))
+    elif task == "regression":
+        assert make_loss(task)(torch.tensor([[1.0], [3.0]]), torch.tensor([1.0, 1.0])).item() == pytest.approx(2.0)
+    else:
+        weights = torch.tensor([1.0, 3.0])
+        logits, labels = torch.zeros(2, 2), torch.tensor([0, 1])
+        assert make_loss(task, weights)(logits, labels).item() == pytest.approx(math.log(2))
+        smoothed = make_loss(task, label_smoothing=0.2)(torch.tensor([[5.0, -5.0]]), torch.tensor([0]))
+        assert smoothed > make_loss(task)(torch.tensor([[5.0, -5.0]]), torch.tensor([0]))
