@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {train,eval,predict,runs,samples}``. See README for examples."""
+"""Command line: ``python -m core {train,eval,predict,runs,samples,compare,worker}``. See README for examples."""
 
 from __future__ import annotations
 
@@ -135,6 +135,37 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from core.compare import compare
+    from core.config import ConfigError, load_config
+
+    config = load_config(args.config, args.set)
+    if args.root:
+        config = config.replace(output_dir=args.root)
+    pinned: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in (args.lr or "").split(","))):
+        kind, sep, value = item.partition("=")
+        try:
+            pinned[kind.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError("--lr", f"{item!r} is not kind=rate, e.g. --lr lora=1e-3,full=5e-5")
+    result = compare(config, args.strategies.split(","), seeds=args.seeds, echo=ProgressPrinter(),
+                     learning_rates=pinned, same_learning_rate=args.same_lr)
+    print()
+    print(result.table())
+    print(f"comparison: {result.directory}")
+    return 0 if all(r["mean"] is not None for r in result.rows) else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from core.jobs import run_worker
+
+    return run_worker(args.root or os.environ.get("TUNEBOARD_HOME", "runs"), concurrency=args.concurrency,
+                      idle_exit_s=args.idle_exit, parent_pid=args.parent_pid)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Tuneboard: fine-tune BERT-family encoders.")
     parser.add_argument("--root", help="runs root folder (default: $TUNEBOARD_HOME or ./runs)")
@@ -160,16 +191,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("runs", help="list runs with state and headline metric").set_defaults(func=cmd_runs)
     sub.add_parser("samples", help="list the bundled sample datasets").set_defaults(func=cmd_samples)
+
+    p = sub.add_parser("compare", help="run several strategies on the same split and seeds; print a table")
+    p.add_argument("--config", help="base YAML/JSON run config")
+    p.add_argument("--strategies", required=True, help="comma-separated kinds, e.g. full,freeze,llrd,lora,adapter")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per strategy, counting up from train.seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.epochs=2")
+    p.add_argument("--lr", help="pin learning rates per kind, e.g. lora=1e-3,full=5e-5 (else each kind's default)")
+    p.add_argument("--same-lr", action="store_true", help="use the config's train.learning_rate for every strategy")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("worker", help="run queued jobs (the dashboard starts one per runs root by itself)")
+    p.add_argument("--concurrency", type=int, default=1, help="trainings at once (default 1)")
+    p.add_argument("--idle-exit", type=float, default=300.0, help="exit after this many seconds without jobs")
+    p.add_argument("--parent-pid", type=int, help="exit (after the running jobs) when this process is gone")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":  # stdlib only: the worker must not wait for torch to import
+        return args.func(args)
     from core.config import ConfigError
     from core.data import DataError
     from core.models import ModelError
     from core.strategies import StrategyError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, DataError, ModelError, StrategyError) as exc:

@@ -190,7 +190,9 @@ def train(
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
                               num_warmup_steps=round(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
     model, optimizer, scheduler = accelerator.prepare(plan.model, optimizer, scheduler)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    # All parameters, not those trainable now: gradual unfreezing adds some later, and clipping skips
+    # parameters without a gradient anyway.
+    params = list(model.parameters())
 
     state = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "best_metric": None, "best_step": None,
              "bad_evals": 0, "samples_seen": 0, "tokens_seen": 0, "elapsed": 0.0, "evals": []}
@@ -270,7 +272,7 @@ def train(
                 continue
 
             if cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             if plan.after_optimizer_step is not None:

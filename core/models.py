@@ -157,7 +157,20 @@ def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
     is_token = any("TokenClassification" in a for a in config.get("architectures", []))
     task = config.get("tuneboard_task") or ("token" if is_token else "single_label")
     cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
-    return cls.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir), task
+    model = cls.from_pretrained(model_dir)
+    # Strategies whose weights plain transformers can't express (see core.strategies.save_for_inference).
+    try:
+        if config.get("tuneboard_adapter"):
+            from core.adapters import restore_adapters
+
+            model = restore_adapters(model, model_dir, config["tuneboard_adapter"])
+        elif config.get("tuneboard_peft") == "prefix":
+            from core.peft_strategies import load_prefix
+
+            model = load_prefix(model, model_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{model_dir}: could not rebuild the fine-tuned model: {exc}") from None
+    return model, AutoTokenizer.from_pretrained(model_dir), task
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         events({"type": "log", "level": "warning", "message": warning})
     tokenizer = load_tokenizer(config.model)
     model = load_model(config.model, task, bundle.labels.names)
-    plan = build_strategy(model, config)
+    plan = build_strategy(model, config, num_train_rows=len(bundle.train))
     metric_name = resolve_metric_for_best(task, config.train.metric_for_best)
 
     max_length = min(config.model.max_length, getattr(model.config, "max_position_embeddings", 512))

@@ -40,6 +40,7 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, default=str)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be read by the team
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
