@@ -209,7 +209,12 @@ class TrainConfig:
     )
     multi_label_threshold: float = _opt(0.5, "Probability above which a label is predicted (multi-label).", exclusive_min=0.0, max=1.0)
     precision: str = _opt(
-        "fp32", "Numeric precision of training (bf16 needs a CPU/GPU with native bf16).", choices=("fp32", "bf16", "auto")
+        "auto",
+        "Numeric precision of training: auto = bf16 autocast where the CPU/GPU has native bf16, else fp32.",
+        choices=("fp32", "bf16", "auto"),
+    )
+    cache_frozen_layers: bool = _opt(
+        True, "Compute the frozen bottom layers once per row and reuse their output every epoch (freeze strategy)."
     )
     log_every: int = _opt(10, "Write a step event every N optimizer steps.", min=1)
     seed: int = _opt(42, "Seed of initialisation, shuffling and dropout.", min=0)

@@ -1,7 +1,9 @@
 """Predictions from a saved run: load ``model/`` once, then predict texts or token sequences fast.
 
 Used by ``python -m core predict`` / ``eval``, the dashboard's try-it box and the benchmarks.
-Batches are sorted by length so each is padded only to its own longest text.
+Texts are tokenized in one call, batches are sorted by length so each is padded only to its own
+longest text. ``precision="auto"`` (or ``"bf16"``) runs the forward under bf16 autocast where the
+CPU/GPU has native bf16, as training does by default; the default, fp32, gives exact scores.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.loop import autocast
 from core.metrics import sigmoid, softmax
 from core.models import load_saved
 from core.tokenize import IGNORE_INDEX, PaddingCollator, eval_batches
 
 
 class Predictor:
-    """A saved model ready to predict; ``threshold`` applies to multi-label tasks."""
+    """A saved model ready to predict; ``threshold`` applies to multi-label tasks; ``precision`` is fp32, bf16 or auto."""
 
-    def __init__(self, model_dir: str | Path, threshold: float = 0.5, batch_size: int = 64, max_length: int = 256):
+    def __init__(self, model_dir: str | Path, threshold: float = 0.5, batch_size: int = 64, max_length: int = 256,
+                 precision: str = "fp32"):
         self.model, self.tokenizer, self.task = load_saved(model_dir)
         self.model.eval()
         problem = getattr(self.model.config, "problem_type", None)
@@ -33,6 +37,8 @@ class Predictor:
         self.names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.threshold = threshold
         self.batch_size = batch_size
+        self.precision = precision
+        self.device = next(self.model.parameters()).device
         self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", 512))
         self.collator = PaddingCollator(self.tokenizer.pad_token_id or 0, "token" if self.task == "token" else "single_label")
 
@@ -46,7 +52,8 @@ class Predictor:
         for idx in eval_batches(lengths, self.batch_size):
             batch = self.collator([rows[i] for i in idx])
             batch.pop("labels")
-            out[idx] = self.model(**batch).logits.float().numpy()
+            with autocast(self.precision, self.device, self.task):
+                out[idx] = self.model(**batch).logits.float().numpy()
         return out
 
     def predict_texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> pd.DataFrame:
@@ -83,7 +90,8 @@ class Predictor:
         for idx in eval_batches(lengths, self.batch_size):
             batch = self.collator([rows[i] for i in idx])
             word_index = batch.pop("labels")
-            pred = self.model(**batch).logits.argmax(-1)
+            with autocast(self.precision, self.device, self.task):
+                pred = self.model(**batch).logits.argmax(-1)
             for j, row in enumerate(idx):
                 keep = word_index[j] != IGNORE_INDEX
                 for w, t in zip(word_index[j][keep].tolist(), pred[j][keep].tolist(), strict=True):

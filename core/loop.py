@@ -1,21 +1,24 @@
 """The training loop. Everything it needs is built before it starts (see core.recipe) and passed in.
 
 Reads top to bottom: set up the optimizer, schedule and batches; (resume); for each epoch, for each
-batch: forward, loss, backward, and on every ``gradient_accumulation_steps``-th batch an optimizer
-step, a step event, maybe an evaluation (best checkpoint, early stopping, resumable checkpoint) and
-a check of the cancel flag. It runs unchanged under ``accelerate launch``: batches are sharded by
-process and gradients are synchronised only on optimizer steps.
+batch: forward (from the cached output of frozen bottom layers where the strategy froze some), loss,
+backward, and on every ``gradient_accumulation_steps``-th batch an optimizer step, a step event,
+maybe an evaluation (best checkpoint, early stopping, resumable checkpoint) and a check of the cancel
+flag. It runs unchanged under ``accelerate launch``: batches are sharded by process and gradients
+are synchronised only on optimizer steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
 import os
 import random
 import resource
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +32,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_scheduler
 
+from core import frozen_cache
 from core.config import RunConfig, TrainConfig
 from core.events import EventSink
+from core.frozen_cache import FrozenPrefixCache
 from core.metrics import greater_is_better
 from core.strategies import StrategyPlan
 from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, PaddingCollator, eval_batches
@@ -68,6 +73,8 @@ class TrainResult:
     samples_seen: int = 0
     tokens_seen: int = 0
     peak_memory_mb: float = 0.0
+    # train_seconds less the time spent evaluating and saving checkpoints: what throughput is measured against.
+    step_seconds: float = 0.0
 
 
 def plan_steps(num_rows: int, cfg: TrainConfig, num_processes: int = 1) -> tuple[int, int]:
@@ -109,9 +116,14 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingCollator, batch_size: int,
-            loss_fn: LossFn | None, accelerator: Accelerator) -> Predictions:
-    """Run the model over ``dataset`` in length-sorted batches and return outputs in row order."""
-    was_training = model.training
+            loss_fn: LossFn | None, accelerator: Accelerator, prefix_cache: FrozenPrefixCache | None = None,
+            precision: str = "fp32") -> Predictions:
+    """Run the model over ``dataset`` in length-sorted batches and return outputs in row order.
+
+    ``prefix_cache`` (for this dataset) skips the frozen bottom layers after a row's first pass;
+    ``precision`` is the run's (TrainConfig.precision).
+    """
+    modes = [(m, m.training) for m in model.modules()]  # restored exactly: frozen layers stay in eval mode
     model.eval()
     n = len(dataset)
     per_row: list[Any] = [None] * n
@@ -119,8 +131,9 @@ def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingColl
     total_loss, total_rows = 0.0, 0
     for indices in eval_batches(dataset.lengths, batch_size):
         batch = {k: v.to(accelerator.device) for k, v in collator([dataset[i] for i in indices]).items()}
-        with accelerator.autocast():
-            logits = model(**model_inputs(batch)).logits
+        with accelerator.autocast(), autocast(precision, accelerator.device, collator.task):
+            inputs = model_inputs(batch)
+            logits = prefix_cache.forward(indices, inputs) if prefix_cache else model(**inputs).logits
         if loss_fn is not None:
             total_loss += float(loss_fn(logits, batch["labels"])) * len(indices)
             total_rows += len(indices)
@@ -134,8 +147,8 @@ def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingColl
             else:
                 per_row[row] = logits[j].numpy()
                 gold[row] = labels[j].numpy()
-    if was_training:
-        model.train()
+    for module, mode in modes:
+        module.training = mode
     if collator.task != "token" and n:
         per_row_arr: Any = np.stack(per_row)
         if collator.task == "regression":
@@ -170,23 +183,25 @@ def train(
     """
     cfg = config.train
     set_seed(cfg.seed)
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_precision(cfg.precision))
+    accelerator = accelerator or Accelerator()
     started = time.monotonic()
 
+    if accelerator.device.type == "cpu":
+        tune_cpu_allocator()
+
     # --- batches: length-grouped, reproducible per epoch, sharded across processes -------------
+    # Iterated directly (no DataLoader): the rows are already tokenized, the loop needs each batch's
+    # row indices (for the frozen-layer cache), and nothing draws from the global RNG that dropout uses.
     batches = LengthGroupedBatches(train_set.lengths, cfg.batch_size, cfg.seed,
                                    shard=(accelerator.process_index, accelerator.num_processes))
-    # Its own generator: creating an epoch's iterator would otherwise draw from the global RNG that
-    # dropout uses, and a resumed run would see different dropout masks than an uninterrupted one.
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, collate_fn=collator,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
     micro_per_epoch = batches.num_batches()
     accum = cfg.gradient_accumulation_steps
     steps_per_epoch, total_steps = plan_steps(len(train_set), cfg, accelerator.num_processes)
     num_epochs = math.ceil(total_steps / steps_per_epoch)
 
     # --- optimizer and schedule ---------------------------------------------------------------
-    optimizer = torch.optim.AdamW(plan.param_groups, lr=cfg.learning_rate)
+    fast_path = accelerator.device.type == "cuda" or resolve_precision(cfg.precision, config.task) == "bf16"
+    optimizer = make_optimizer(plan.param_groups, cfg.learning_rate, accelerator.device, fused=fast_path)
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
                               num_warmup_steps=round(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
     model, optimizer, scheduler = accelerator.prepare(plan.model, optimizer, scheduler)
@@ -194,8 +209,22 @@ def train(
     # parameters without a gradient anyway.
     params = list(model.parameters())
 
+    # --- frozen bottom layers: eval mode (no dropout); their output computed once per row -----------
+    num_frozen = plan.frozen_prefix_layers
+    frozen = frozen_cache.frozen_prefix_modules(model, num_frozen)
+    train_cache = val_cache = None
+    hidden_size = getattr(getattr(model, "config", None), "hidden_size", 0)
+    if (cfg.cache_frozen_layers and accelerator.num_processes == 1 and frozen_cache.supports(model, num_frozen)
+            and FrozenPrefixCache.fits(np.concatenate([train_set.lengths, val_set.lengths]), hidden_size)):
+        train_cache, val_cache = FrozenPrefixCache(model, num_frozen), FrozenPrefixCache(model, num_frozen)
+
+    def train_mode() -> None:
+        model.train()
+        for module in frozen:
+            module.eval()
+
     state = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "best_metric": None, "best_step": None,
-             "bad_evals": 0, "samples_seen": 0, "tokens_seen": 0, "elapsed": 0.0, "evals": []}
+             "bad_evals": 0, "samples_seen": 0, "tokens_seen": 0, "elapsed": 0.0, "side_seconds": 0.0, "evals": []}
     if resume:
         accelerator.load_state(str(checkpoint_dir))
         state.update(json.loads((checkpoint_dir / LOOP_STATE).read_text()))
@@ -208,7 +237,8 @@ def train(
             "resumed_from_step": state["global_step"] if resume else None, **plan.describe()})
 
     def save_checkpoint() -> None:
-        state["elapsed"] = time.monotonic() - started
+        t0 = time.monotonic()
+        state["elapsed"] = t0 - started
         tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))
@@ -221,10 +251,12 @@ def train(
             os.replace(checkpoint_dir, old)
         os.replace(tmp, checkpoint_dir)
         shutil.rmtree(old, ignore_errors=True)
+        state["side_seconds"] += time.monotonic() - t0
 
     def evaluate() -> bool:
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
-        preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator)
+        t0 = time.monotonic()
+        preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision)
         metrics = {**score(preds), "loss": preds.loss}
         value = metrics[metric_name]
         best = state["best_metric"]
@@ -234,16 +266,19 @@ def train(
             on_best(accelerator.unwrap_model(model))
         else:
             state["bad_evals"] += 1
+        seconds = time.monotonic() - t0
+        state["side_seconds"] += seconds
         record = {"step": state["global_step"], "epoch": round(state["global_step"] / steps_per_epoch, 4),
-                  "split": "validation", "metrics": metrics, "improved": improved}
+                  "split": "validation", "metrics": metrics, "improved": improved, "seconds": round(seconds, 4)}
         state["evals"].append(record)
         events({"type": "eval", **record})
         return cfg.early_stopping_patience > 0 and state["bad_evals"] >= cfg.early_stopping_patience
 
     # --- the loop -------------------------------------------------------------------------------
-    model.train()
+    train_mode()
     window_loss = torch.zeros((), device=accelerator.device)
-    window_steps, window_samples, window_start = 0, 0, time.monotonic()
+    # Throughput windows leave out time spent evaluating and checkpointing (state["side_seconds"]).
+    window_steps, window_samples, window_start = 0, 0, time.monotonic() - state["side_seconds"]
     ended, early_stopped, last_eval_step = "completed", False, -1
     for epoch in range(state["epoch"], num_epochs):
         if plan.on_epoch_start is not None:
@@ -251,22 +286,25 @@ def train(
         skip = state["micro_in_epoch"] if epoch == state["epoch"] else 0
         batches.set_epoch(epoch, skip=skip)
         state.update(epoch=epoch, micro_in_epoch=skip)
-        for batch in loader:
+        for indices in batches:
+            batch = collator([train_set[i] for i in indices])
+            # Counted on the host-side batch, before it moves to the device: no device sync.
+            n_rows, n_tokens = len(indices), int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
             micro = state["micro_in_epoch"]
             group_start = (micro // accum) * accum
             group_size = min(accum, micro_per_epoch - group_start)
             sync = micro + 1 == group_start + group_size
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # Gradients are all-reduced only on the batch that ends an accumulation group.
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
-                logits = model(**model_inputs(batch)).logits
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model), autocast(cfg.precision, accelerator.device, config.task):
+                inputs = model_inputs(batch)
+                logits = train_cache.forward(indices, inputs) if train_cache else model(**inputs).logits
                 loss = loss_fn(logits, batch["labels"])
             accelerator.backward(loss / group_size)
             window_loss += loss.detach() / group_size
-            n_rows = batch["input_ids"].shape[0]
             window_samples += n_rows
             state["samples_seen"] += n_rows
-            state["tokens_seen"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+            state["tokens_seen"] += n_tokens
             state["micro_in_epoch"] = micro + 1
             if not sync:
                 continue
@@ -284,7 +322,7 @@ def train(
 
             if step % cfg.log_every == 0 or step == total_steps:
                 # The only host sync of the step loop: one .item() per logged window, not per step.
-                now = time.monotonic()
+                now = time.monotonic() - state["side_seconds"]
                 events({"type": "step", "step": step, "epoch": round(epoch + state["micro_in_epoch"] / micro_per_epoch, 4),
                         "loss": float(window_loss.item()) / window_steps, "lr": max(g["lr"] for g in optimizer.param_groups),
                         "samples_per_s": window_samples / max(now - window_start, 1e-9)})
@@ -317,8 +355,40 @@ def train(
         state=ended, global_step=state["global_step"], total_steps=total_steps, best_step=state["best_step"],
         best_metric=state["best_metric"], metric_name=metric_name, early_stopped=early_stopped,
         evals=state["evals"], train_seconds=time.monotonic() - started, samples_seen=state["samples_seen"],
+        step_seconds=time.monotonic() - started - state["side_seconds"],
         tokens_seen=state["tokens_seen"], peak_memory_mb=peak_memory_mb(accelerator.device),
     )
+
+
+def make_optimizer(param_groups: list[dict[str, Any]], lr: float, device: torch.device, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW; ``fused`` uses the fused kernel where the device has it (CPU and CUDA): one pass over each
+    parameter, gradient and state tensor per step instead of a dozen element-wise ops per parameter.
+
+    The loop fuses on the fast path (bf16 autocast, or CUDA). An fp32 run on the CPU keeps torch's
+    reference AdamW: the fused kernel differs from it in the last bit, and small fine-tuning runs are
+    chaotic enough for that to change which checkpoint wins (tests/test_recipe.py's regression run does).
+    """
+    fused = fused and device.type in ("cpu", "cuda") and all(p.dtype.is_floating_point for g in param_groups for p in g["params"])
+    return torch.optim.AdamW(param_groups, lr=lr, fused=fused or None)
+
+
+def tune_cpu_allocator() -> None:
+    """Keep freed activation buffers in the heap (glibc) instead of returning them to the OS.
+
+    Each step allocates and frees the same large activation and gradient buffers. By default glibc
+    serves large blocks with mmap and unmaps them on free, so every step page-faults (and the kernel
+    zero-fills) all of them again. Raising the mmap and trim thresholds makes freed blocks reusable.
+    Process-wide and only for the training process; a no-op outside Linux/glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 30)
 
 
 def save_rng(path: Path) -> None:
@@ -344,11 +414,29 @@ def restore_rng(path: Path) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def resolve_precision(precision: str) -> str:
-    """Map the config's precision to accelerate's mixed_precision: 'no' or 'bf16'."""
+def autocast(precision: str, device: torch.device, task: str | None = None) -> contextlib.AbstractContextManager:
+    """bf16 autocast when ``precision`` resolves to bf16 for ``task``, else nothing (weights and optimizer stay fp32 either way).
+
+    Decided per run here rather than by ``Accelerator(mixed_precision=...)``, whose state is global to
+    the process: a second run in the same process with another precision would be refused.
+    """
+    if resolve_precision(precision, task) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_precision(precision: str, task: str | None = None) -> str:
+    """Map the config's precision to 'no' (fp32) or 'bf16'.
+
+    ``auto`` picks bf16 where the hardware has native bf16, except for regression: a bf16 output
+    carries about three significant digits, too coarse for predicted values (classification only
+    needs the largest logit, and the loss is computed in fp32 either way).
+    """
     if precision == "bf16":
         return "bf16"
     if precision == "auto":
+        if task == "regression":
+            return "no"
         if torch.cuda.is_available():
             return "bf16" if torch.cuda.is_bf16_supported() else "no"
         return "bf16" if cpu_has_native_bf16() else "no"

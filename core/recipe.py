@@ -23,7 +23,7 @@ from core import runs
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
 from core.events import EventSink, EventWriter, read_events
-from core.loop import Predictions, TrainResult, make_loss, predict, resolve_precision, train
+from core.loop import Predictions, TrainResult, make_loss, predict, train
 from core.metrics import build_report, predictions_frame, resolve_metric_for_best
 from core.models import ModelError, load_model, load_tokenizer, model_facts
 from core.strategies import StrategyError, build_strategy, save_for_inference
@@ -157,13 +157,18 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     for warning in bundle.warnings:
         events({"type": "log", "level": "warning", "message": warning})
     tokenizer = load_tokenizer(config.model)
+    # The new head's initial weights come from the global RNG: seed it so a config reproduces its run.
+    from accelerate.utils import set_seed
+
+    set_seed(config.train.seed)
     model = load_model(config.model, task, bundle.labels.names)
     plan = build_strategy(model, config, num_train_rows=len(bundle.train))
     metric_name = resolve_metric_for_best(task, config.train.metric_for_best)
 
     max_length = min(config.model.max_length, getattr(model.config, "max_position_embeddings", 512))
     targets = {split: label_ids(getattr(bundle, split), bundle.labels, task) for split in ("train", "validation", "test")}
-    encoded = {split: encode_split(getattr(bundle, split), task, tokenizer, max_length, targets[split])
+    token_cache = config.runs_root / ".cache" / "tokens"  # token ids reused by later runs on the same data and tokenizer
+    encoded = {split: encode_split(getattr(bundle, split), task, tokenizer, max_length, targets[split], cache_dir=token_cache)
                for split in ("train", "validation", "test")}
     setup_seconds = time.monotonic() - t0
 
@@ -183,7 +188,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
 
     from accelerate import Accelerator
 
-    accelerator = Accelerator(mixed_precision=resolve_precision(config.train.precision))
+    accelerator = Accelerator()  # the loop applies config.train.precision itself (see core.loop.autocast)
     result = train(config, plan, encoded["train"], encoded["validation"], collator=collator, loss_fn=loss_fn,
                    score=score, metric_name=metric_name, events=events, should_stop=stop,
                    checkpoint_dir=run_dir / runs.CHECKPOINT_DIR, on_best=save_best, resume=resume,
@@ -204,13 +209,14 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     t_eval = time.monotonic()
     reports = {}
     for split in dict.fromkeys(("validation", eval_split)):
-        preds = predict(model, encoded[split], collator, config.train.batch_size * 2, loss_fn, accelerator)
+        preds = predict(model, encoded[split], collator, config.train.batch_size * 2, loss_fn, accelerator,
+                        precision=config.train.precision)
         gold, scores = to_metric_inputs(task, names, preds)
-        reports[split] = build_report(task, names, gold, scores, threshold=config.train.multi_label_threshold)
+        frame = getattr(bundle, split)
+        texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
+        reports[split] = build_report(task, names, gold, scores, threshold=config.train.multi_label_threshold, texts=texts)
         reports[split]["metrics"]["loss"] = preds.loss
         if split == eval_split:
-            frame = getattr(bundle, split)
-            texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
             pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
             table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs,
                                       threshold=config.train.multi_label_threshold)
@@ -242,8 +248,9 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         "data": {"source": bundle.source, "sizes": bundle.sizes(), "warnings": bundle.warnings,
                  "columns": bundle.columns, "train_tokens": token_stats(train_lengths, max_length)},
         "timings": {"setup_s": setup_seconds, "train_s": result.train_seconds, "eval_s": eval_seconds,
-                    "samples_per_s": result.samples_seen / max(result.train_seconds, 1e-9),
-                    "tokens_per_s": result.tokens_seen / max(result.train_seconds, 1e-9)},
+                    "step_s": result.step_seconds,  # train_s less evaluation and checkpoints: the base of the rates
+                    "samples_per_s": result.samples_seen / max(result.step_seconds, 1e-9),
+                    "tokens_per_s": result.tokens_seen / max(result.step_seconds, 1e-9)},
         "peak_memory_mb": result.peak_memory_mb,
         "saved_model_mb": saved_mb,
         "history": result.evals,

@@ -3,13 +3,19 @@
 Texts are tokenized once, without padding; each batch is padded only to its own longest row
 (dynamic padding), and training batches are drawn from groups of similar length so that little
 of each batch is padding. Both are the main levers on CPU, where every padded token costs time.
+With a ``cache_dir``, a split's token ids are stored on disk keyed by (texts, tokenizer, max_length,
+task), so a later run on the same data and tokenizer skips tokenization.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,10 +42,26 @@ class EncodedSplit(torch.utils.data.Dataset):
         return np.fromiter((len(f["input_ids"]) for f in self.features), dtype=np.int64, count=len(self.features))
 
 
-def encode_split(frame: pd.DataFrame, task: str, tokenizer: Any, max_length: int, targets: Sequence[Any]) -> EncodedSplit:
-    """Tokenize a canonical frame (see core.data) and attach ``targets`` (from core.data.label_ids)."""
+def encode_split(frame: pd.DataFrame, task: str, tokenizer: Any, max_length: int, targets: Sequence[Any],
+                 cache_dir: str | Path | None = None) -> EncodedSplit:
+    """Tokenize a canonical frame (see core.data) and attach ``targets`` (from core.data.label_ids).
+
+    ``cache_dir``: reuse (or store) the token ids of an identical earlier call; see :func:`token_cache_key`.
+    """
     if len(frame) == 0:
         return EncodedSplit([])
+    key = token_cache_key(frame, task, tokenizer, max_length, targets) if cache_dir is not None else None
+    if key is not None:
+        cached = _load_cached(Path(cache_dir) / f"{key}.npz", task, targets)
+        if cached is not None:
+            return cached
+    encoded = _encode(frame, task, tokenizer, max_length, targets)
+    if key is not None:
+        _store_cached(Path(cache_dir) / f"{key}.npz", encoded, task)
+    return encoded
+
+
+def _encode(frame: pd.DataFrame, task: str, tokenizer: Any, max_length: int, targets: Sequence[Any]) -> EncodedSplit:
     if task == "token":
         enc = tokenizer(list(map(list, frame["tokens"])), is_split_into_words=True, truncation=True, max_length=max_length)
         features = []
@@ -56,6 +78,70 @@ def encode_split(frame: pd.DataFrame, task: str, tokenizer: Any, max_length: int
     pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     return EncodedSplit([_row(enc, i, targets[i]) for i in range(len(texts))])
+
+
+def token_cache_key(frame: pd.DataFrame, task: str, tokenizer: Any, max_length: int, targets: Sequence[Any]) -> str | None:
+    """A hash of everything the token ids depend on, or None for a tokenizer we can't fingerprint (slow ones).
+
+    The tokenizer's fingerprint is its full serialised definition (vocabulary, normaliser, special
+    tokens), so a changed vocabulary or lower-casing setting is a different key. Token-task keys include
+    the tags, whose alignment to sub-tokens is stored with the ids.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    digest = hashlib.sha256()
+    digest.update(json.dumps([task, max_length, type(tokenizer).__name__]).encode())
+    definition = json.loads(backend.to_str())
+    definition.pop("truncation", None), definition.pop("padding", None)  # set by the last call, not part of the tokenizer
+    digest.update(json.dumps(definition, sort_keys=True).encode())
+    columns = ["tokens"] if task == "token" else [c for c in ("text", "text_pair") if c in frame.columns]
+    for column in columns:
+        values = frame[column].map(list).tolist() if task == "token" else frame[column].astype(str).tolist()
+        digest.update(json.dumps([column, values]).encode())
+    if task == "token":
+        digest.update(json.dumps([list(map(int, t)) for t in targets]).encode())
+    return digest.hexdigest()[:32]
+
+
+def _store_cached(path: Path, split: EncodedSplit, task: str) -> None:
+    """Ids flattened with row offsets (.npz, no pickle); written atomically. A failed write only costs the cache."""
+    rows = split.features
+    offsets = np.cumsum([0] + [len(r["input_ids"]) for r in rows])
+    arrays = {"offsets": offsets, "input_ids": np.fromiter((t for r in rows for t in r["input_ids"]), dtype=np.int64)}
+    if "token_type_ids" in rows[0]:
+        arrays["token_type_ids"] = np.fromiter((t for r in rows for t in r["token_type_ids"]), dtype=np.int8)
+    if task == "token":
+        arrays["labels"] = np.fromiter((t for r in rows for t in r["labels"]), dtype=np.int64)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _load_cached(path: Path, task: str, targets: Sequence[Any]) -> EncodedSplit | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    offsets = arrays["offsets"].tolist()
+    if len(offsets) != len(targets) + 1:
+        return None
+    ids = arrays["input_ids"].tolist()
+    types = arrays["token_type_ids"].tolist() if "token_type_ids" in arrays else None
+    labels = arrays["labels"].tolist() if task == "token" else None
+    features = []
+    for i, target in enumerate(targets):
+        a, b = offsets[i], offsets[i + 1]
+        row = {"input_ids": ids[a:b], "attention_mask": [1] * (b - a), "labels": labels[a:b] if labels is not None else target}
+        if types is not None:
+            row["token_type_ids"] = types[a:b]
+        features.append(row)
+    return EncodedSplit(features)
 
 
 def _row(enc: Any, i: int, labels: Any) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""Compare: every run in a filterable table; overlay the ticked runs' curves, diff their configs, and
+plot quality against cost with the Pareto frontier."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import runs
+from ui import charts
+from ui.app_state import runs_root
+from ui.compare import COSTS, curves, filter_runs, runs_table
+from ui.runview import config_diff, ema, short_label
+
+root = runs_root()
+st.title("Compare")
+table = runs_table(root)
+if table.empty:
+    st.info("No runs yet. Start one on the **Strategy** page; tick several strategies there to queue a comparison.")
+    st.stop()
+
+f1, f2, f3, f4 = st.columns(4)
+tasks = f1.multiselect("Task", sorted(table["task"].unique()), key="cmp_tasks")
+strategies = f2.multiselect("Strategy", sorted(table["strategy"].unique()), key="cmp_strategies")
+states = f3.multiselect("State", sorted(table["state"].unique()), default=None, key="cmp_states")
+text = f4.text_input("Search", key="cmp_text", placeholder="run id or name")
+shown = filter_runs(table, tasks=tasks, strategies=strategies, states=states, text=text)
+
+st.caption("Tick runs (the boxes on the left) to compare them.")
+event = st.dataframe(
+    shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="cmp_table",
+    column_config={
+        "value": st.column_config.NumberColumn("headline", format="%.4f"),
+        "trainable_percent": st.column_config.NumberColumn("trainable %", format="%.3f"),
+        "train_s": st.column_config.NumberColumn("train s", format="%.1f"),
+        "peak_memory_mb": st.column_config.NumberColumn("peak MB", format="%.0f"),
+        "saved_model_mb": st.column_config.NumberColumn("model MB", format="%.1f"),
+    },
+)
+picked = [shown.loc[i, "run"] for i in event.selection.rows if i < len(shown)]
+if not picked:
+    st.info("Tick at least one run to overlay its curves; two or more for the config diff and the quality-vs-cost chart.")
+    st.stop()
+
+losses, evals = curves(root, picked)
+names = dict(zip(shown["run"], shown["name"], strict=True))
+losses = {short_label(r, names[r]): d for r, d in losses.items()}  # legends: name, time and suffix, not the long id
+evals = {short_label(r, names[r]): d for r, d in evals.items()}
+c1, c2 = st.columns(2)
+with c1:
+    smooth = st.toggle("Smoothed loss", value=True, key="cmp_smooth")
+    loss_curves = {r: (d.assign(loss=ema(d["loss"])) if smooth and len(d) else d) for r, d in losses.items()}
+    st.plotly_chart(charts.overlay_figure(loss_curves, x="step", y="loss", title="Training loss", uirevision="cmp"))
+with c2:
+    metrics = sorted({m for d in evals.values() for m in d["metric"].unique()})
+    if metrics:
+        first = next((m for m in ("f1_macro", "f1", "accuracy") if m in metrics), metrics[0])
+        metric = st.selectbox("Validation metric", metrics, index=metrics.index(first), key="cmp_metric")
+        metric_curves = {r: d[d["metric"] == metric].rename(columns={"value": metric}) for r, d in evals.items()}
+        st.plotly_chart(charts.overlay_figure(metric_curves, x="step", y=metric, title=f"Validation {metric}", uirevision="cmp"))
+    else:
+        st.caption("No validation results yet.")
+
+if len(picked) >= 2:
+    st.subheader("Config differences")
+    configs = {r: runs.read_json(root / r / runs.CONFIG) or {} for r in picked}
+    diff = config_diff({r: {k: v for k, v in c.items() if k != "output_dir"} for r, c in configs.items()})
+    if diff.empty:
+        st.caption("The ticked runs have identical configs.")
+    else:
+        st.dataframe(diff, hide_index=True, width="stretch")
+
+    st.subheader("Quality vs cost")
+    done = shown[shown["run"].isin(picked) & shown["value"].notna()].copy()
+    if len(done) < 2:
+        st.caption("Needs two or more completed runs among the ticked ones.")
+    else:
+        cost_label = st.radio("Cost", list(COSTS), horizontal=True, key="cmp_cost")
+        metric_names = done["metric"].dropna().unique()
+        quality = metric_names[0] if len(metric_names) == 1 else "headline"
+        done = done.rename(columns={"value": quality, COSTS[cost_label]: cost_label})
+        done["label"] = done["strategy"] + " · " + done["run"].str[-4:]
+        st.plotly_chart(charts.quality_cost_figure(done, cost_label, quality))
+        front = charts.pareto_front(done[cost_label].fillna(float("inf")).tolist(), done[quality].tolist())
+        st.caption("Green runs are on the Pareto frontier: no other run is both cheaper and better. "
+                   f"Frontier: {', '.join(pd.Series(done['label']).iloc[front])}.")

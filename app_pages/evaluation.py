@@ -1,0 +1,249 @@
+"""Evaluation of a finished run: metrics, per-class report, a clickable confusion matrix, errors,
+curves, calibration, NER spans, a try-it box, batch prediction and the model download."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ui import charts
+from ui.app_state import current_run_id, runs_root, show_run_problem
+from ui.html import entity_colors, highlight
+from ui.runview import fmt_duration, load_run
+from ui.selection import cell_examples, confident_errors, positive_scores, roc_pr, selected_cell
+
+root = runs_root()
+run_id = current_run_id()
+st.title("Evaluation")
+run = load_run(root, run_id) if run_id else None
+if run is None or run.state in ("missing", "broken"):
+    show_run_problem(run_id, run.problem if run else None)
+    st.stop()
+if run.state != "completed" or run.report is None:
+    why = {
+        "queued": "is waiting in the queue", "running": "is still training", "failed": "failed",
+        "cancelled": "was cancelled before it finished", "interrupted": "was interrupted before it finished",
+    }.get(run.state, f"is {run.state}")
+    st.warning(run.problem or f"Run {run_id} {why}, so it has no evaluation report yet.")
+    if run.status.get("error"):
+        st.error(run.status["error"])
+    st.page_link("app_pages/training.py", label="Open it on the Training page", icon=":material/monitoring:",
+                 query_params={"run": run_id})
+    st.stop()
+
+report = run.report
+task = report["task"]
+labels = report.get("labels", [])
+split = report.get("eval_split", "test")
+shown = report.get(split) or report.get("validation") or {}
+metrics = shown.get("metrics", {})
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_predictions(path: str, mtime: float) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None
+
+
+pred_path = run.path / "predictions.parquet"
+predictions = read_predictions(str(pred_path), pred_path.stat().st_mtime) if pred_path.exists() else None
+
+# --- headline cards ---------------------------------------------------------------------------------
+st.caption(f"`{run_id}` · {report.get('model', {}).get('name')} · strategy {report.get('strategy', {}).get('kind')} · "
+           f"{shown.get('num_examples', 0):,} {split} examples")
+headline = shown.get("headline", {})
+card_names = [n for n in (headline.get("name"), "accuracy", "f1_macro", "f1", "precision", "recall", "mse", "pearson", "loss")
+              if n and n in metrics]
+cards = st.columns(min(5, max(1, len(dict.fromkeys(card_names)))) + 1)
+for col, name in zip(cards, dict.fromkeys(card_names), strict=False):
+    col.metric(name.replace("_", " "), f"{metrics[name]:.4f}", border=True)
+timings = report.get("timings", {})
+cards[-1].metric("train time", fmt_duration(timings.get("train_s")), border=True,
+                 help=f"{timings.get('samples_per_s', 0):.1f} samples/s; "
+                      f"{report.get('strategy', {}).get('trainable_percent', 0):.2f}% of parameters trained")
+
+tabs = st.tabs(["Report", "Errors", "Curves & calibration", "Try it", "Predict a file", "Download"])
+
+# --- per-class report and confusion matrix -----------------------------------------------------------
+with tabs[0]:
+    per_class = pd.DataFrame(shown.get("per_class") or [])
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Per class**" if task != "token" else "**Per entity type**")
+        if not per_class.empty:
+            st.dataframe(per_class, hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")})
+        with st.expander("All metrics"):
+            st.dataframe(pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}), hide_index=True)
+    cm = shown.get("confusion_matrix")
+    with right:
+        if cm and "counts" in cm:
+            mode = st.radio("Confusion matrix", list(charts.CM_MODES), format_func=lambda m: charts.CM_MODES[m].split(" (")[0],
+                            horizontal=True, key="cm_mode")
+
+            def remember_cell() -> None:
+                # The chart's own selection resets whenever its figure changes (the highlight, the mode
+                # radio): Streamlit derives the widget id from the figure. So the cell lives here.
+                st.session_state["cm_cell"] = (run_id, selected_cell(st.session_state.get("cm_chart"), cm["labels"]))
+
+            remembered = st.session_state.get("cm_cell")
+            cell = remembered[1] if remembered and remembered[0] == run_id else None
+            st.plotly_chart(charts.confusion_figure(cm, mode, selected=cell), key="cm_chart", on_select=remember_cell,
+                            selection_mode="points", width="stretch")
+            if cell is None:
+                st.caption("Click a cell to list its examples.")
+        elif cm and "per_label" in cm:
+            st.markdown("**One-vs-rest counts per label**")
+            st.dataframe(pd.DataFrame(cm["per_label"]), hide_index=True)
+            cell = None
+        else:
+            cell = None
+    if cell is not None:
+        gold, pred = cm["labels"][cell[0]], cm["labels"][cell[1]]
+        st.markdown(f"#### True **{gold}**, predicted **{pred}**")
+        if predictions is None:
+            st.warning(f"predictions.parquet of run {run_id} is missing or unreadable, so the examples can't be listed.")
+        else:
+            rows = cell_examples(predictions, gold, pred)
+            st.caption(f"{len(rows):,} examples, the most confident first" + (" — these are correct." if gold == pred else "."))
+            st.dataframe(rows, hide_index=True, width="stretch", key="cell_rows",
+                         column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f"),
+                                        "text": st.column_config.TextColumn(width="large")})
+
+# --- errors -------------------------------------------------------------------------------------------
+with tabs[1]:
+    if predictions is None:
+        st.warning(f"predictions.parquet of run {run_id} is missing or unreadable.")
+    elif task == "token":
+        types = sorted({t[2:] for t in labels if t[:2] in ("B-", "I-")})
+        colors = entity_colors(types)
+        only_wrong = st.toggle("Only sentences with a mistake", value=True)
+        rows = predictions[~predictions["correct"].astype(bool)] if only_wrong else predictions
+        st.caption(f"{len(rows):,} sentences; the first 25, gold above, predicted below.")
+        for _, row in rows.head(25).iterrows():
+            tokens = list(row["tokens"])
+            st.markdown("gold " + highlight(tokens, list(row["gold"]), colors), unsafe_allow_html=True)
+            st.markdown("pred " + highlight(tokens, list(row["predicted"]), colors), unsafe_allow_html=True)
+            st.divider()
+    elif task == "regression":
+        frame = predictions.assign(error=(predictions["predicted"] - predictions["gold"]).abs())
+        st.dataframe(frame.sort_values("error", ascending=False).head(50), hide_index=True, width="stretch")
+    else:
+        st.markdown("**Most confident mistakes**")
+        st.dataframe(confident_errors(predictions, 30), hide_index=True, width="stretch",
+                     column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")})
+
+# --- curves and calibration ----------------------------------------------------------------------------
+with tabs[2]:
+    if task in ("single_label", "pair") and len(labels) == 2 and predictions is not None:
+        positive = st.selectbox("Positive class", labels, index=1 if len(labels) > 1 else 0)
+        y, score = positive_scores(predictions, labels, positive)
+        curves = roc_pr(y, score)
+        c1, c2 = st.columns(2)
+        auc_text = f" (AUC {curves['roc_auc']:.3f})" if curves["roc_auc"] is not None else ""
+        c1.plotly_chart(charts.curve_figure(curves["fpr"], curves["tpr"], title="ROC" + auc_text,
+                                            x_title="false positive rate", y_title="true positive rate", diagonal=True))
+        pr_text = f" (AUC {curves['pr_auc']:.3f})" if curves["pr_auc"] is not None else ""
+        c2.plotly_chart(charts.curve_figure(curves["recall"], curves["precision"], title="Precision-recall" + pr_text,
+                                            x_title="recall", y_title="precision"))
+    calibration = shown.get("calibration")
+    if calibration:
+        st.plotly_chart(charts.reliability_figure(calibration["bins"], calibration.get("ece")))
+    if not calibration and not (task in ("single_label", "pair") and len(labels) == 2):
+        st.info("ROC/PR curves are drawn for binary tasks and the reliability diagram for single-label tasks.")
+
+# --- try it -------------------------------------------------------------------------------------------
+model_dir = run.path / "model"
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def predictor(path: str, mtime: float):  # noqa: ANN201 - core.inference.Predictor, imported lazily (torch)
+    from core.inference import Predictor
+    from ui.preflight import warm_transformers
+
+    warm_transformers()
+    return Predictor(path)
+
+
+def model_mtime() -> float:
+    weights = [p.stat().st_mtime for p in model_dir.glob("*.safetensors")]
+    return max(weights, default=0.0)
+
+
+with tabs[3]:
+    if not (model_dir / "config.json").exists():
+        st.warning(f"Run {run_id} has no saved model (its model/ folder is missing).")
+    else:
+        text = st.text_area("Text", placeholder="Type a sentence to classify…" if task != "token" else "Type a sentence to tag…")
+        if st.button("Predict", type="primary", disabled=not text.strip()):
+            p = predictor(str(model_dir), model_mtime())
+            if task == "token":
+                words = text.split()
+                tags = p.predict_tokens([words])[0]
+                st.markdown(highlight(words, tags, entity_colors({t[2:] for t in labels if "-" in t})), unsafe_allow_html=True)
+            else:
+                out = p.predict_texts([text])
+                st.metric("Prediction", str(out.loc[0, "predicted"]),
+                          f"confidence {out.loc[0, 'confidence']:.3f}" if "confidence" in out else None, delta_color="off",
+                          delta_arrow="off")
+                probs = {c[2:]: float(out.loc[0, c]) for c in out.columns if c.startswith("p_")}
+                if probs:
+                    st.bar_chart(pd.Series(probs, name="probability"), horizontal=True)
+
+# --- predict a file -----------------------------------------------------------------------------------
+with tabs[4]:
+    upload = st.file_uploader("A CSV/TSV/JSON/JSONL/Parquet file with a text column", type=["csv", "tsv", "json", "jsonl", "parquet"])
+    if upload is not None and task != "token" and (model_dir / "config.json").exists():
+        from core.data import DataError, detect_columns, read_table
+
+        tmp = root / ".uploads" / upload.name
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(upload.getvalue())
+        try:
+            frame = read_table(tmp)
+            guess = detect_columns(frame, "single_label")["text"] if len(frame.columns) > 1 else frame.columns[0]
+        except DataError as exc:
+            st.error(str(exc))
+            frame = None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a message, not a traceback
+            st.error(f"{upload.name} could not be read: {exc}")
+            frame = None
+        if frame is not None:
+            cols = list(frame.columns)
+            column = st.selectbox("Text column", cols, index=cols.index(guess) if guess in cols else 0)
+            if st.button("Predict the file", type="primary"):
+                with st.spinner(f"Predicting {len(frame):,} rows…"):
+                    out = predictor(str(model_dir), model_mtime()).predict_texts(frame[column].astype(str).tolist())
+                st.session_state["predicted_csv"] = out.to_csv(index=False).encode()
+                st.dataframe(out.head(100), hide_index=True)
+            if "predicted_csv" in st.session_state:
+                st.download_button("Download predictions (CSV)", st.session_state["predicted_csv"],
+                                   file_name=f"{Path(upload.name).stem}-predictions.csv", mime="text/csv")
+    elif upload is not None and task == "token":
+        st.info("Batch prediction for NER runs is on the command line: `python -m core predict RUN --data file.conll --out tags.csv`.")
+
+# --- download the model --------------------------------------------------------------------------------
+with tabs[5]:
+    if (model_dir / "config.json").exists():
+        size_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
+        st.write(f"The best model, as `save_pretrained` wrote it ({size_mb:.0f} MB): loads with "
+                 "`AutoModelForSequenceClassification.from_pretrained` or `pipeline()`.")
+
+        def model_zip() -> bytes:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+                for f in sorted(model_dir.rglob("*")):
+                    if f.is_file():
+                        zf.write(f, Path(run_id) / f.relative_to(model_dir))
+            return buffer.getvalue()
+
+        st.download_button("Download the model (.zip)", model_zip, file_name=f"{run_id}-model.zip", mime="application/zip",
+                           icon=":material/download:")
+    else:
+        st.warning(f"Run {run_id} has no saved model.")

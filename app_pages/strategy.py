@@ -1,0 +1,174 @@
+"""Strategy: the model, the fine-tuning strategy and its options, hyper-parameters; pre-flight; launch."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+import yaml
+
+from core import jobs
+from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, TrainConfig, field_specs, from_dict
+from ui import charts
+from ui.app_state import runs_root, select_run
+from ui.forms import STRATEGY_HELP, cli_command, config_to_values, key, strategy_fields, values_to_config, with_strategy, yaml_for_download
+from ui.preflight import dry_run, model_facts
+from ui.runview import fmt_duration
+from ui.widgets import draft_values, field_widget
+
+BUNDLED = ["bundled:minilm-l6"]
+
+
+def default_run_name(source: str) -> str:
+    stem = source.removeprefix("sample:").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem)[:40] or "run"
+
+
+@st.cache_data(show_spinner="Reading the model's config…", max_entries=16)
+def facts(name: str, num_layers: int | None) -> dict:
+    return model_facts(name, num_layers)
+
+
+@st.cache_data(show_spinner="Dry run: building the model and timing a few steps…", max_entries=16)
+def preflight(config_json: str) -> dict:
+    return dry_run(from_dict(json.loads(config_json)))
+
+
+@st.cache_data(show_spinner=False)
+def available_strategies() -> list[str]:
+    from core.strategies import STRATEGIES
+
+    return [k for k in STRATEGY_KINDS if k in STRATEGIES]
+
+
+def load_yaml_into_form() -> None:
+    upload = st.session_state.get("yaml_upload")
+    if upload is None:
+        return
+    try:
+        config = from_dict(yaml.safe_load(upload.getvalue().decode("utf-8")) or {})
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        st.session_state["yaml_error"] = f"{upload.name}: {exc}"
+        return
+    st.session_state.update(config_to_values(config))
+    st.session_state["model_source"] = "Bundled" if config.model.name.startswith("bundled:") else "Local folder or hub id"
+    st.session_state.pop("yaml_error", None)
+
+
+st.title("Strategy")
+values = draft_values()
+task = values[key("run", "task")]
+source = values[key("data", "source")]
+st.caption(f"Data: **{source}** · task **{task}** (change them on the Data page)")
+
+with st.sidebar.expander("Load a saved YAML config"):
+    st.file_uploader("run.yaml", type=["yaml", "yml", "json"], key="yaml_upload", on_change=load_yaml_into_form)
+    if st.session_state.get("yaml_error"):
+        st.error(st.session_state["yaml_error"])
+
+# --- model ------------------------------------------------------------------------------------------
+st.subheader("Model")
+left, right = st.columns([3, 2])
+with left:
+    origin = st.radio("Source", ["Bundled", "Local folder or hub id"], horizontal=True, key="model_source")
+    if origin == "Bundled":
+        if st.session_state.get(key("model", "name")) not in BUNDLED:
+            st.session_state[key("model", "name")] = BUNDLED[0]
+        st.selectbox("Model", BUNDLED, key=key("model", "name"), help="all-MiniLM-L6-v2, shipped with Tuneboard (works offline)")
+    else:
+        field_widget(next(s for s in field_specs(ModelConfig) if s["name"] == "name"), "model")
+    c1, c2 = st.columns(2)
+    for spec, col in zip([s for s in field_specs(ModelConfig) if s["name"] != "name"], (c1, c2), strict=True):
+        field_widget(spec, "model", col)
+with right:
+    name = st.session_state[key("model", "name")]
+    try:
+        shown = facts(name, st.session_state.get(key("model", "num_layers")))
+        rows = "\n".join(f"| {k} | {f'{v:,}' if isinstance(v, int) else v} |" for k, v in shown.items())
+        st.markdown(f"| model fact | |\n|---|---|\n{rows}")
+    except Exception as exc:  # noqa: BLE001 - ModelError and friends: the message says what to do
+        st.error(str(exc))
+
+# --- strategy -----------------------------------------------------------------------------------------
+st.subheader("Strategy")
+ready = available_strategies()
+kind_key = key("strategy", "kind")
+if st.session_state.get(kind_key) not in STRATEGY_KINDS:
+    st.session_state[kind_key] = "full"
+kind = st.selectbox("Fine-tuning strategy", STRATEGY_KINDS, key=kind_key,
+                    format_func=lambda k: f"{k} — {STRATEGY_HELP[k]}" + ("" if k in ready else " (not available yet)"))
+if kind not in ready:
+    st.warning(f"The {kind} strategy is not implemented in this version yet; available: {', '.join(ready)}.")
+options = strategy_fields(kind)
+if options:
+    cols = st.columns(3)
+    for i, spec in enumerate(options):
+        field_widget(spec, "strategy", cols[i % 3])
+
+# --- hyper-parameters ---------------------------------------------------------------------------------
+with st.expander("Hyper-parameters", expanded=True):
+    if not st.session_state.get(key("run", "name")) or st.session_state.get(key("run", "name")) == "run":
+        st.session_state[key("run", "name")] = default_run_name(source)
+    st.text_input("Run name", key=key("run", "name"), help="letters, digits, - and _; the run id adds time and a suffix")
+    cols = st.columns(4)
+    for i, spec in enumerate(field_specs(TrainConfig)):
+        field_widget(spec, "train", cols[i % 4])
+
+try:
+    config = values_to_config(draft_values()).replace(output_dir=str(runs_root()))
+    config_error = None
+except ConfigError as exc:
+    config, config_error = None, str(exc)
+if config_error:
+    st.error(config_error, icon=":material/error:")
+    st.stop()
+
+# --- pre-flight ------------------------------------------------------------------------------------------
+st.subheader("Pre-flight")
+config_json = json.dumps(config.to_dict(), sort_keys=True)
+if st.button("Check: trainable parameters, groups and time per epoch", icon=":material/flight_takeoff:") or \
+        st.session_state.get("preflight_for") == config_json:
+    try:
+        pf = preflight(config_json)
+        st.session_state["preflight_for"] = config_json
+    except Exception as exc:  # noqa: BLE001 - data, model and strategy errors are messages with a fix
+        st.error(str(exc))
+    else:
+        p = st.columns(4)
+        p[0].metric("trainable parameters", f"{pf['trainable_params']:,}", border=True)
+        p[1].metric("trainable share", f"{pf['trainable_percent']:.2f}%", border=True)
+        p[2].metric("time per epoch (estimate)", fmt_duration(pf["epoch_seconds"]), border=True,
+                    help=f"{pf['seconds_per_batch']:.3f} s per batch of {config.train.batch_size} measured on {pf['device']} "
+                         f"over {pf['measured_batches']} batches; {pf['steps_per_epoch']:,} optimizer steps per epoch")
+        p[3].metric("total steps", f"{pf['total_steps']:,}", border=True)
+        groups = pd.DataFrame(pf["groups"])
+        if kind in ("llrd", "discriminative") or groups["lr"].nunique() > 1:
+            st.plotly_chart(charts.param_groups_figure(pf["groups"]))
+        number = st.column_config.NumberColumn
+        st.dataframe(groups, hide_index=True, width="stretch",
+                     column_config={"lr": number(format="%.2e"), "params": number(format="%d"), "weight_decay": number(format="%.3g")})
+        for note in pf.get("notes", []):
+            st.caption(note)
+
+# --- launch --------------------------------------------------------------------------------------------
+st.subheader("Launch")
+compare = st.multiselect("Also queue these strategies with the same data and settings (a comparison)",
+                         [k for k in ready if k != kind], key="compare_kinds")
+label = "Start training" if not compare else f"Queue {1 + len(compare)} runs"
+c1, c2 = st.columns([1, 3])
+if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", disabled=kind not in ready):
+    root = runs_root()
+    first = jobs.submit(config, root)
+    for other in compare:
+        jobs.submit(with_strategy(config, other), root)
+    jobs.ensure_worker(root)
+    select_run(first)
+    st.switch_page("app_pages/training.py", query_params={"run": first})
+c2.caption("The run trains in a separate process: you can close the tab, refresh or open a second one.")
+
+with st.expander("Show config"):
+    text = yaml_for_download(config)
+    st.code(text, language="yaml")
+    st.code(cli_command(config), language="bash")
+    st.download_button("Download run.yaml", text, file_name="run.yaml", mime="application/x-yaml", icon=":material/download:")

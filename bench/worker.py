@@ -1,0 +1,35 @@
+"""Run one configuration in this (fresh) process and print its result as one JSON line: ``python -m bench.worker '<spec json>'``.
+
+A process per configuration keeps peak RSS honest and stops one system's warm caches or allocator state
+from helping the next.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+STARTED = time.monotonic()
+
+
+def main() -> None:
+    from bench.common import Spec, quiet
+
+    quiet()
+    raw = json.loads(sys.argv[1])
+    raw["levers"] = tuple(tuple(x) for x in raw.get("levers", ()))
+    spec = Spec(**raw)
+    if spec.system == "tuneboard":
+        from bench.tb_runner import run
+    else:
+        from bench.hf_runner import run
+    result = run(spec)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["wall_s"] = time.monotonic() - STARTED
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

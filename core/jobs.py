@@ -1,0 +1,508 @@
+"""The job queue: submit / cancel / resume / delete runs, and the worker that trains them.
+
+The dashboard never trains. It calls :func:`submit`, which creates the run directory and a queued
+row in the ``jobs`` table of ``<root>/runs.sqlite`` (beside the ``runs`` table that core.runs owns).
+One worker per runs root (``python -m core worker``, guarded by an fcntl lock on
+``<root>/worker.lock``) claims queued jobs in submission order and runs each as a
+``python -m core train`` subprocess, so a crash of the trainer never takes the worker or the app
+with it. The run directory stays the source of truth: the worker only reads status.json to learn
+how a run ended, and writes ``interrupted`` when the trainer died without saying.
+
+Stdlib only (no torch): the worker must start in well under a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import runs
+
+LOCK = "worker.lock"
+WORKER_INFO = "worker.json"
+WORKER_LOG = "worker.log"
+JOB_STATES = ("queued", "running", "done", "cancelled")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_IDLE_EXIT_S = float(os.environ.get("TUNEBOARD_WORKER_IDLE_S", "300"))
+
+
+class JobError(ValueError):
+    """A queue operation can't be done (unknown run, wrong state); the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    run_id: str
+    run_dir: str
+    kind: str  # "train" (fresh) or "resume" (from checkpoints/last)
+    state: str
+    submitted: float
+    claimed: float | None
+    finished: float | None
+    pid: int | None
+    host: str | None
+    returncode: int | None
+    cancel_requested: bool
+
+
+def _connect(root: str | Path) -> sqlite3.Connection:
+    # Switching a fresh database to WAL takes an exclusive lock that SQLite's busy timeout does not
+    # wait for: two first-ever connections at once get "database is locked". Retry that case.
+    for attempt in range(50):
+        try:
+            con = runs.connect(root)
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, run_dir TEXT NOT NULL,
+            kind TEXT NOT NULL, state TEXT NOT NULL, submitted REAL NOT NULL, claimed REAL, finished REAL,
+            pid INTEGER, host TEXT, returncode INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0)"""
+    )
+    con.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id)")
+    return con
+
+
+@contextlib.contextmanager
+def _db(root: str | Path) -> Iterator[sqlite3.Connection]:
+    con = _connect(root)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _job(row: sqlite3.Row) -> Job:
+    d = dict(row)
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return Job(**d)
+
+
+# --- the API the dashboard (and the CLI) call ---------------------------------------------------------
+
+
+def submit(config: Any, root: str | Path | None = None) -> str:
+    """Create the run directory of ``config`` (a RunConfig) with a queued job; return the run id.
+
+    Safe to call from several processes at once: each call gets its own directory and row.
+    """
+    root = Path(root or config.runs_root)
+    run_dir = runs.create_run_dir(root, config.name, config.to_dict())
+    with _db(root) as con:
+        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted) VALUES (?, ?, 'train', 'queued', ?)",
+                    (run_dir.name, str(run_dir), time.time()))
+    runs.index_run(root, run_dir)
+    return run_dir.name
+
+
+def list_jobs(root: str | Path, states: tuple[str, ...] = JOB_STATES) -> list[Job]:
+    """Jobs in submission order (the order the worker claims them)."""
+    if not Path(root, runs.INDEX).exists():
+        return []
+    marks = ", ".join("?" * len(states))
+    with _db(root) as con:
+        rows = con.execute(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", states).fetchall()
+    return [_job(r) for r in rows]
+
+
+def latest_job(root: str | Path, run_id: str) -> Job | None:
+    if not Path(root, runs.INDEX).exists():
+        return None
+    with _db(root) as con:
+        row = con.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)).fetchone()
+    return _job(row) if row else None
+
+
+def queue_position(root: str | Path, run_id: str) -> int | None:
+    """1 for the next job to run; None when the run is not queued."""
+    queued = [j.run_id for j in list_jobs(root, ("queued",))]
+    return queued.index(run_id) + 1 if run_id in queued else None
+
+
+def _run_dir(root: str | Path, run_id: str) -> Path:
+    run_dir = Path(root) / run_id
+    if not run_dir.is_dir():
+        raise JobError(f"Run {run_id!r} does not exist under {root} (deleted, or a different runs folder).")
+    return run_dir
+
+
+def cancel(run_id: str, root: str | Path) -> str:
+    """Cancel a run: a queued job never starts; a running one checkpoints and stops. Returns what happened."""
+    run_dir = _run_dir(root, run_id)
+    with _db(root) as con:
+        con.execute("BEGIN IMMEDIATE")
+        dropped = con.execute("UPDATE jobs SET state='cancelled', finished=? WHERE run_id=? AND state='queued'",
+                              (time.time(), run_id)).rowcount
+        # A job claimed a moment ago has a trainer that is still importing torch; run_training clears
+        # stale cancel flags when it starts, so the worker re-raises the flag from this column.
+        running = con.execute("UPDATE jobs SET cancel_requested=1 WHERE run_id=? AND state='running'", (run_id,)).rowcount
+        con.execute("COMMIT")
+    if dropped:
+        runs.write_status(run_dir, state="cancelled", finished=time.time(), error=None)
+        runs.index_run(root, run_dir)
+        return "cancelled before it started"
+    state = runs.read_status(run_dir).get("state")
+    if running or state == "running":
+        runs.request_cancel(run_dir)
+        return "cancel requested: the run saves a checkpoint and stops after the current step"
+    raise JobError(f"Run {run_id} is {state or 'not running'}; only queued or running runs can be cancelled.")
+
+
+def can_resume(run_dir: str | Path) -> bool:
+    state = runs.read_status(run_dir).get("state")
+    return state in ("cancelled", "interrupted", "failed") and Path(run_dir, runs.CHECKPOINT_DIR).is_dir()
+
+
+def resume(run_id: str, root: str | Path) -> None:
+    """Queue a cancelled, interrupted or failed run to continue from ``checkpoints/last``."""
+    run_dir = _run_dir(root, run_id)
+    state = runs.read_status(run_dir).get("state")
+    if state not in ("cancelled", "interrupted", "failed"):
+        raise JobError(f"Run {run_id} is {state or 'unreadable'}; only cancelled, interrupted or failed runs resume.")
+    if not Path(run_dir, runs.CHECKPOINT_DIR).is_dir():
+        raise JobError(f"Run {run_id} stopped before its first checkpoint ({runs.CHECKPOINT_DIR} is missing); "
+                       "start it again as a new run.")
+    with _db(root) as con:
+        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted) VALUES (?, ?, 'resume', 'queued', ?)",
+                    (run_id, str(run_dir), time.time()))
+    runs.write_status(run_dir, state="queued", error=None, queued_again=time.time())
+    runs.index_run(root, run_dir)
+
+
+def delete(run_id: str, root: str | Path) -> None:
+    """Remove a run's directory and jobs. A queued or running run must be cancelled first."""
+    run_dir = Path(root) / run_id
+    status = runs.read_status(run_dir) if run_dir.exists() else {}
+    if status.get("state") in ("queued", "running") and pid_alive(status.get("pid")) or any(
+        j.run_id == run_id for j in list_jobs(root, ("queued", "running"))
+    ):
+        raise JobError(f"Run {run_id} is queued or running; cancel it first, then delete it.")
+    with _db(root) as con:
+        con.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+        con.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --- process liveness and orphans ---------------------------------------------------------------------
+
+
+def pid_alive(pid: Any) -> bool:
+    """True if ``pid`` is a live (non-zombie) process on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but will never write another event
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def mark_interrupted(root: str | Path, run_dir: Path, reason: str) -> None:
+    hint = " Resume continues from the last checkpoint." if Path(run_dir, runs.CHECKPOINT_DIR).is_dir() else ""
+    runs.write_status(run_dir, state="interrupted", error=reason + hint, finished=time.time())
+    runs.index_run(root, run_dir)
+
+
+def reconcile(root: str | Path, skip_jobs: set[int] | frozenset[int] = frozenset()) -> list[str]:
+    """Find runs whose trainer died without recording an outcome and mark them ``interrupted``.
+
+    Any process may call this (the worker each tick, the dashboard on page load): a run counts as
+    orphaned only when its status says running and the pid in status.json is gone from this host.
+    Returns the run ids it marked. ``skip_jobs``: the caller's own children, which it reaps itself
+    (a child that just exited is a zombie until then, and only the parent learns its exit code).
+    """
+    root = Path(root)
+    marked = []
+    host = socket.gethostname()
+    for job in list_jobs(root, ("running",)):
+        if job.id in skip_jobs or job.host not in (None, host) or pid_alive(job.pid):
+            continue
+        if job.pid is None and time.time() - (job.claimed or 0) < 60:
+            continue  # claimed a moment ago: the worker is starting its trainer
+        status = runs.read_status(job.run_dir)
+        if status.get("state") == "running" and pid_alive(status.get("pid")):
+            continue  # the trainer outlived a worker that was killed; it is not an orphan
+        _finish_job(root, job, None, status)
+        marked.append(job.run_id)
+    if root.exists():
+        active = {j.run_id for j in list_jobs(root, ("queued", "running"))}
+        for run_dir in root.iterdir():
+            if not run_dir.is_dir() or run_dir.name in active:
+                continue
+            status = runs.read_status(run_dir)
+            if status.get("state") == "running" and not pid_alive(status.get("pid")):
+                mark_interrupted(root, run_dir, f"The training process (pid {status.get('pid')}) is gone; it stopped "
+                                                "without recording an outcome (crash, kill or machine restart).")
+                marked.append(run_dir.name)
+    return marked
+
+
+def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, Any] | None = None) -> None:
+    """Close a job row and make sure its run's status tells how it ended."""
+    status = status if status is not None else runs.read_status(job.run_dir)
+    run_dir = Path(job.run_dir)
+    if run_dir.exists() and status.get("state") in ("queued", "running"):
+        if returncode is not None and returncode < 0:
+            why = f"was killed by {signal.Signals(-returncode).name}"
+        elif returncode is not None:
+            why = f"exited with code {returncode}"
+        else:
+            why = "is gone"
+        log_tail = _tail(run_dir / runs.LOG, 6)
+        if status.get("state") == "queued" and returncode not in (None,) and returncode > 0:
+            # it never got as far as run_training (e.g. a broken config.json): a failure, not a crash
+            runs.write_status(run_dir, state="failed", error=f"The trainer {why} before starting: {log_tail}", finished=time.time())
+            runs.index_run(root, run_dir)
+        else:
+            mark_interrupted(root, run_dir, f"The training process (pid {job.pid}) {why} without recording an outcome."
+                             + (f" Last log lines: {log_tail}" if log_tail else ""))
+    with _db(root) as con:
+        con.execute("UPDATE jobs SET state='done', finished=?, returncode=? WHERE id=?", (time.time(), returncode, job.id))
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    # tqdm redraws with carriage returns: keep only what the last redraw shows
+    shown = [line.rsplit("\r", 1)[-1].strip() for line in text.splitlines()]
+    return " | ".join(s for s in shown if s)[-600:] if shown else ""
+
+
+def log_lines(run_dir: str | Path, n: int = 20) -> list[str]:
+    """The last ``n`` lines of a run's train.log as a terminal would show them (tqdm redraws collapsed)."""
+    try:
+        text = Path(run_dir, runs.LOG).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    shown = [line.rsplit("\r", 1)[-1].rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return [s for s in shown if s.strip()][-n:]
+
+
+# --- the worker ---------------------------------------------------------------------------------------
+
+
+def train_command(job: Job, root: Path) -> list[str]:
+    base = [sys.executable, "-m", "core", "--root", str(root), "train"]
+    if job.kind == "resume":
+        return [*base, "--resume", job.run_dir]
+    return [*base, "--config", str(Path(job.run_dir, runs.CONFIG)), "--run-dir", job.run_dir]
+
+
+def _claim(root: Path) -> Job | None:
+    with _db(root) as con:
+        con.execute("BEGIN IMMEDIATE")  # one claimer at a time, even across processes
+        row = con.execute("SELECT * FROM jobs WHERE state='queued' ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            con.execute("COMMIT")
+            return None
+        con.execute("UPDATE jobs SET state='running', claimed=?, host=? WHERE id=?", (time.time(), socket.gethostname(), row["id"]))
+        con.execute("COMMIT")
+        row = con.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone()
+    return _job(row)
+
+
+def _start(root: Path, job: Job) -> subprocess.Popen[bytes]:
+    run_dir = Path(job.run_dir)
+    if job.kind == "train":
+        # A fresh start must not inherit a cancel from an earlier attempt of the same directory.
+        Path(run_dir, runs.CANCEL_FLAG).unlink(missing_ok=True)
+    env = {**os.environ, "TUNEBOARD_HOME": str(root), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with open(run_dir / runs.LOG, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(train_command(job, root)[1:])}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(train_command(job, root), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=REPO_ROOT, env=env)
+    with _db(root) as con:
+        con.execute("UPDATE jobs SET pid=? WHERE id=?", (proc.pid, job.id))
+    return proc
+
+
+class Worker:
+    """Claims queued jobs and supervises their trainer subprocesses; one per runs root."""
+
+    def __init__(self, root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+                 parent_pid: int | None = None, poll_s: float = 0.5):
+        self.root = Path(root)
+        self.concurrency = max(1, concurrency)
+        self.idle_exit_s = idle_exit_s
+        self.parent_pid = parent_pid
+        self.poll_s = poll_s
+        self.children: dict[int, tuple[Job, subprocess.Popen[bytes]]] = {}
+        self.stopping = False
+        self.started = time.time()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        for _, proc in self.children.values():
+            # run_training turns SIGTERM into a clean stop with a checkpoint
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    def _parent_gone(self) -> bool:
+        return self.parent_pid is not None and not pid_alive(self.parent_pid)
+
+    def _heartbeat(self) -> None:
+        runs.atomic_write_json(self.root / WORKER_INFO, {
+            "pid": os.getpid(), "parent_pid": self.parent_pid, "host": socket.gethostname(), "started": self.started,
+            "heartbeat": time.time(), "concurrency": self.concurrency,
+            "running": [job.run_id for job, _ in self.children.values()]})
+
+    def _reap(self) -> None:
+        for job_id, (job, proc) in list(self.children.items()):
+            rc = proc.poll()
+            if rc is None:
+                with _db(self.root) as con:
+                    row = con.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+                if row and row["cancel_requested"] and not runs.cancel_requested(job.run_dir):
+                    status = runs.read_status(job.run_dir)
+                    if status.get("state") == "running" and status.get("pid") == proc.pid:
+                        runs.request_cancel(job.run_dir)  # raised again after run_training cleared it
+                continue
+            del self.children[job_id]
+            _finish_job(self.root, job, rc)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        idle_since = time.monotonic()
+        while True:
+            self._reap()
+            reconcile(self.root, skip_jobs=set(self.children))
+            draining = self.stopping or self._parent_gone()
+            while not draining and len(self.children) < self.concurrency:
+                job = _claim(self.root)
+                if job is None:
+                    break
+                with _db(self.root) as con:
+                    cancelled = con.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job.id,)).fetchone()[0]
+                if cancelled or (job.kind == "train" and runs.cancel_requested(job.run_dir)):
+                    runs.write_status(job.run_dir, state="cancelled", finished=time.time())
+                    runs.index_run(self.root, job.run_dir)
+                    _finish_job(self.root, job, None)
+                    continue
+                self.children[job.id] = (job, _start(self.root, job))
+            self._heartbeat()
+            if self.children:
+                idle_since = time.monotonic()
+            elif draining or time.monotonic() - idle_since > self.idle_exit_s:
+                return 0
+            time.sleep(self.poll_s)
+
+
+def run_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
+               parent_pid: int | None = None) -> int:
+    """Run the worker until idle for ``idle_exit_s`` or the parent is gone; exit 0 at once if one already runs."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = open(root / LOCK, "a+")  # noqa: SIM115 - held for the whole life of the worker
+    # worker_alive() probes by taking the lock for an instant: retry briefly so a probe is not
+    # mistaken for a live worker.
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                info = runs.read_json(root / WORKER_INFO) or {}
+                print(f"a worker already serves {root} (pid {info.get('pid', '?')}); nothing to do", file=sys.stderr)
+                lock.close()
+                return 0
+            time.sleep(0.05)
+    try:
+        return Worker(root, concurrency, idle_exit_s, parent_pid).run()
+    finally:
+        Path(root, WORKER_INFO).unlink(missing_ok=True)
+        lock.close()
+
+
+def worker_alive(root: str | Path) -> bool:
+    """True while some process holds the worker lock of ``root``."""
+    path = Path(root, LOCK)
+    if not path.exists():
+        return False
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def worker_info(root: str | Path) -> dict[str, Any] | None:
+    """The live worker's pid, heartbeat and running jobs, or None when no worker serves ``root``."""
+    if not worker_alive(root):
+        return None
+    return runs.read_json(Path(root, WORKER_INFO)) or {"pid": None}
+
+
+_spawned: dict[str, subprocess.Popen[bytes]] = {}  # per app process and root: reaps exited workers, skips double starts
+
+
+def ensure_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float | None = None) -> bool:
+    """Start a worker for ``root`` unless one is alive; return True if one was started.
+
+    The worker gets its own session (a Ctrl-C in the app's terminal does not stop training) and
+    watches this process: when the app is gone it finishes the running jobs and exits.
+    """
+    root = Path(root).resolve()
+    _reap_spawned()
+    if worker_alive(root) or str(root) in _spawned:
+        return False
+    root.mkdir(parents=True, exist_ok=True)
+    idle = DEFAULT_IDLE_EXIT_S if idle_exit_s is None else idle_exit_s
+    cmd = [sys.executable, "-m", "core", "--root", str(root), "worker", "--concurrency", str(concurrency),
+           "--idle-exit", str(idle), "--parent-pid", str(os.getpid())]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(root / WORKER_LOG, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=REPO_ROOT, env=env, start_new_session=True)
+    _spawned[str(root)] = proc
+    return True
+
+
+def _reap_spawned() -> None:
+    for key, proc in list(_spawned.items()):
+        if proc.poll() is not None:
+            del _spawned[key]
+
+
+def stop_worker(root: str | Path, timeout_s: float = 30.0) -> None:
+    """SIGTERM the worker of ``root`` (its trainers checkpoint and stop) and wait for it to exit."""
+    info = runs.read_json(Path(root, WORKER_INFO)) or {}
+    pid = info.get("pid")
+    if isinstance(pid, int) and pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while worker_alive(root) and time.monotonic() < deadline:
+        _reap_spawned()
+        time.sleep(0.1)
+    _reap_spawned()

@@ -1,0 +1,69 @@
+"""Tuneboard dashboard router: page config, navigation, and the sidebar run picker bound to ``?run=<id>``.
+
+Deep links: ``?run=<id>`` selects a run on any page; ``?run=<id>&page=evaluation`` opens that
+run's report. The app never trains: pages submit jobs (core.jobs) and read run directories.
+
+The pages live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder beside the entrypoint,
+Streamlit 1.67 runs a server's first sessions in the legacy multipage mode (PagesManager.uses_pages_directory),
+so a deep link such as ``/evaluation?run=...`` opened right after a start would bypass this router.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import streamlit as st  # noqa: E402
+
+from core import runs  # noqa: E402
+from ui.app_state import current_run_id, runs_root, select_run  # noqa: E402
+from ui.runview import short_label  # noqa: E402
+from ui.widgets import keep_draft  # noqa: E402
+
+st.set_page_config(page_title="Tuneboard", page_icon=":material/tune:", layout="wide")
+
+PAGES = {
+    "data": st.Page("app_pages/data.py", title="Data", icon=":material/table_view:", url_path="data", default=True),
+    "strategy": st.Page("app_pages/strategy.py", title="Strategy", icon=":material/tune:", url_path="strategy"),
+    "training": st.Page("app_pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
+    "evaluation": st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/fact_check:", url_path="evaluation"),
+    "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+}
+
+page = st.navigation(list(PAGES.values()))
+keep_draft()
+
+target = st.query_params.get("page")
+if target:
+    run = st.query_params.get("run")
+    if target in PAGES and PAGES[target].url_path != page.url_path:
+        st.switch_page(PAGES[target], query_params={"run": run} if run else None)
+    del st.query_params["page"]  # already there, or an unknown page name: drop it
+
+with st.sidebar:
+    st.markdown("### Tuneboard")
+    root = runs_root()
+    summaries = runs.list_runs(root)
+    ids = [s.run_id for s in summaries]
+    by_id = {s.run_id: s for s in summaries}
+    selected = current_run_id()
+    options = ids if selected in ids or not selected else [selected, *ids]
+
+    def label(run_id: str) -> str:
+        s = by_id.get(run_id)
+        # no state here: the sidebar is not redrawn by the live view, so it would go stale
+        return f"{run_id} (not found)" if s is None else short_label(run_id, s.name)
+
+    if options:
+        picked = st.selectbox("Run", options, index=options.index(selected) if selected in options else 0,
+                              format_func=label, help="The run the Training and Evaluation pages show; also in the URL as ?run=")
+        if picked != selected:
+            select_run(picked)
+            selected = picked
+    else:
+        st.caption("No runs yet.")
+    st.caption(f"Runs folder: `{root}`")
+
+page.run()

@@ -1,0 +1,148 @@
+"""The newcomer's path through the dashboard in a real browser, with a screenshot of every step.
+
+Open the app, pick rotten_tomatoes and a small subset, choose the 2-layer bundled model, start,
+watch the progress move, refresh mid-run, land on the evaluation, click a confusion-matrix cell
+and see its texts; then a bad and an oversized upload. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+LOSS_POINTS_JS = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const loss = plots.find(p => (p.querySelector('.ytitle') || {}).textContent === 'loss');
+  // plotly.py 6 ships arrays base64-encoded; calcdata holds the points plotly.js actually drew
+  return loss && loss.calcdata && loss.calcdata.length ? loss.calcdata[0].filter(pt => pt.y !== undefined).length : 0;
+}"""
+
+
+def settle(page, ms: int = 400) -> None:
+    """Wait for the rerun a widget change triggered to finish drawing."""
+    page.wait_for_timeout(ms)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')",
+                           timeout=60_000)
+
+
+def set_number(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    settle(page)
+
+
+def progress_step(page) -> int:
+    text = page.locator('[data-testid="stProgress"]').first.inner_text()
+    match = re.search(r"step ([\d,]+) of", text)
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
+def test_newcomer_trains_and_inspects_a_model(app_server, page, shots, record_property):
+    url, root = app_server
+    page.goto(url)
+    page.get_by_role("heading", name="Data").wait_for()
+    page.get_by_text("12,752 rows · task single_label").wait_for()
+    page.get_by_text("Splits and subset").click()
+    set_number(page, "max training rows", "160")
+    set_number(page, "max validation/test rows", "80")
+    page.locator('[data-testid="stMetricValue"]', has_text=re.compile(r"^160$")).wait_for()
+    shots(page, "01_data_rotten_tomatoes")
+
+    page.get_by_text("Next: choose the model and strategy").click()
+    page.get_by_role("heading", name="Strategy").wait_for()
+    set_number(page, "num layers", "2")
+    set_number(page, "max length", "64")
+    set_number(page, "epochs", "2")
+    set_number(page, "batch size", "8")
+    set_number(page, "learning rate", "0.0003")
+    set_number(page, "log every", "1")
+    page.get_by_text("2 of 6").wait_for()  # the model facts follow the truncation
+    shots(page, "02_strategy_two_layers")
+
+    started = time.monotonic()
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_role("heading", name="Training").wait_for()
+    assert "run=" in page.url
+    page.wait_for_function(LOSS_POINTS_JS, timeout=120_000)
+    first_point_s = time.monotonic() - started
+    record_property("start_to_first_loss_point_s", round(first_point_s, 2))
+    print(f"\nStart -> first loss point: {first_point_s:.1f} s")
+    first_step = progress_step(page)
+    shots(page, "03_training_first_loss_point")
+    page.wait_for_function(f"() => ({LOSS_POINTS_JS})() > {page.evaluate(LOSS_POINTS_JS) + 3}", timeout=60_000)
+    assert progress_step(page) > first_step, "the progress bar did not move"
+    shots(page, "04_training_progress_moves")
+
+    # A refresh mid-run reattaches to the same run: the job never depended on the page.
+    before = progress_step(page)
+    run_url = page.url
+    page.reload()
+    page.get_by_role("heading", name="Training").wait_for()
+    page.wait_for_function(LOSS_POINTS_JS, timeout=30_000)
+    assert page.url == run_url
+    assert progress_step(page) >= before
+    shots(page, "05_training_after_refresh")
+
+    # When the watched run completes, the page takes the user to its evaluation.
+    page.get_by_role("heading", name="Evaluation").wait_for(timeout=180_000)
+    page.locator(".js-plotly-plot .scatterlayer .trace .point").first.wait_for()
+    shots(page, "06_evaluation")
+
+    counts = page.locator(".js-plotly-plot .scatterlayer .textpoint text").all_text_contents()  # SVG: no innerText
+    assert len(counts) == 4, counts
+    off_diagonal = [i for i in (1, 2) if int(counts[i]) > 0]
+    assert off_diagonal, f"the tiny model made no mistakes to click on: {counts}"
+    cell = off_diagonal[0]
+    page.locator(".js-plotly-plot .scatterlayer .trace .point").nth(cell).click(force=True)
+    gold, pred = ("fresh", "rotten") if cell == 1 else ("rotten", "fresh")
+    page.get_by_role("heading", name=f"True {gold}, predicted {pred}").wait_for()
+    page.get_by_text(f"{int(counts[cell])} examples, the most confident first").wait_for()
+    shots(page, "07_confusion_cell_examples")
+
+
+def test_a_bad_upload_shows_the_message(app_server, page, shots, tmp_path):
+    url, root = app_server
+    bad = tmp_path / "reviews.json"
+    bad.write_text('[{"text": "great film", "label": "pos"},\n {"text": "dull", "label": ', encoding="utf-8")
+    page.goto(url)
+    page.get_by_role("heading", name="Data").wait_for()
+    page.get_by_text("Upload a file").click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    alert = page.locator('[data-testid="stAlertContentError"]').first
+    alert.wait_for()
+    text = alert.inner_text()
+    assert "reviews.json: not valid JSON" in text and "line 2" in text and "Fix:" in text
+    assert ".uploads" not in text and "Traceback" not in text  # named as the user knows it
+    shots(page, "08_bad_upload_message")
+
+    big = tmp_path / "big.csv"
+    big.write_text("text,label\n" + "a long review text,pos\n" * 60_000, encoding="utf-8")  # ~1.3 MB > the 1 MB limit
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+    page.get_by_text("Up to 1 MB per file").wait_for()
+    page.get_by_text("big.csv").hover()  # the refusal with the limit shows on the file's chip
+    page.get_by_text(re.compile(r"File must be 1(\.0)?\s?MB or smaller")).wait_for()
+    shots(page, "09_oversized_upload_refused")
+    assert "big.csv" not in {p.name for p in (root / ".uploads").rglob("*")}, "a refused upload reached the server"
+
+
+def test_a_saved_yaml_fills_the_strategy_form(app_server, page, shots, tmp_path):
+    url, _ = app_server
+    saved = tmp_path / "run.yaml"
+    saved.write_text("name: from-yaml\ntask: single_label\nmodel:\n  num_layers: 3\ntrain:\n  epochs: 7\n  batch_size: 4\n",
+                     encoding="utf-8")
+    page.goto(f"{url}/strategy")
+    page.get_by_role("heading", name="Strategy").first.wait_for()
+    page.get_by_text("Load a saved YAML config").click()
+    page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(saved))
+    settle(page, 1000)
+    page.get_by_text("3 of 6").wait_for()
+    assert page.get_by_label("epochs", exact=True).input_value() == "7"
+    assert page.get_by_label("batch size", exact=True).input_value() == "4"
+    assert page.get_by_label("Run name", exact=True).input_value() == "from-yaml"
+    shots(page, "10_strategy_loaded_from_yaml")

@@ -1,0 +1,183 @@
+"""Each dashboard page rendered headless by streamlit's AppTest against a seeded runs folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.seeded import seeded_root
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def seeded(monkeypatch) -> dict[str, str]:
+    seeded = seeded_root()
+    monkeypatch.setenv("TUNEBOARD_HOME", seeded["root"])
+    return seeded
+
+
+def app(run: str | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    if run:
+        at.query_params["run"] = run
+    if page:
+        at.query_params["page"] = page
+    return at
+
+
+def open_page(page: str, run: str | None = None) -> AppTest:
+    at = app(run)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.caption] + [m.value for m in at.title]
+    parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info] + [s.value for s in at.subheader]
+    return "\n".join(map(str, parts))
+
+
+def test_training_page_shows_a_completed_run(seeded):
+    at = open_page("training", seeded["completed"])
+    assert seeded["completed"] in texts(at)
+    bar = at.get("progress")[0]
+    assert bar.proto.value == 100 and "Completed" in bar.proto.text
+    assert {m.label for m in at.metric} >= {"Epoch", "Elapsed", "ETA", "Throughput"}
+    assert len(at.get("plotly_chart")) >= 2
+
+
+def test_training_page_shows_a_failure_in_words(seeded):
+    at = open_page("training", seeded["failed"])
+    assert any("row 7" in e.value and "Fix:" in e.value for e in at.error)
+
+
+def test_training_page_shows_progress_of_a_running_run(seeded):
+    at = open_page("training", seeded["running"])
+    bar = at.get("progress")[0]
+    assert bar.proto.value == 25 and "step 10 of 40" in bar.proto.text
+    assert any(b.label == "Cancel" for b in at.button)
+
+
+def test_half_written_and_missing_runs_are_explained_not_crashed(seeded):
+    at = open_page("training", seeded["half"])
+    assert any("incomplete" in e.value for e in at.error)
+    for page in ("training", "evaluation"):
+        at = open_page(page, "20990101-gone-ffff")
+        assert any("20990101-gone-ffff" in e.value and "not found" in e.value for e in at.error), page
+
+
+def test_deep_link_opens_the_evaluation_of_a_run(seeded):
+    at = app(seeded["completed"], "evaluation")
+    at.run()
+    assert not at.exception
+    assert any(t.value == "Evaluation" for t in at.title)
+    assert at.query_params.get("run") in (seeded["completed"], [seeded["completed"]])
+    labels = {m.label for m in at.metric}
+    assert "f1 macro" in labels and "accuracy" in labels
+    assert any(df.value.columns.tolist()[:2] == ["label", "precision"] for df in at.dataframe)
+    downloads = [d.proto.label for d in at.get("download_button")]
+    assert "Download the model (.zip)" in downloads
+    assert len(at.get("plotly_chart")) >= 3  # confusion matrix, ROC, PR (+ reliability)
+
+
+def test_evaluation_of_an_unfinished_run_says_why(seeded):
+    at = open_page("evaluation", seeded["running"])
+    assert any("still training" in w.value for w in at.warning)
+    at = open_page("evaluation", seeded["failed"])
+    assert any("row 7" in e.value for e in at.error)
+
+
+def test_data_page_loads_a_sample_with_sizes_checks_and_token_lengths(seeded):
+    at = open_page("data")
+    assert at.selectbox(key="data_sample").value == "rotten_tomatoes"
+    labels = {m.label: m.value for m in at.metric}
+    assert int(labels["train"].replace(",", "")) > 5000 and labels["labels"] == "2"
+    assert "truncated at max_length" in labels and "duplicate training texts" in labels
+    assert at.session_state["cfg.data.source"] == "sample:rotten_tomatoes"
+    at.number_input[2].set_value(300).run()  # max training rows
+    assert {m.label: m.value for m in at.metric}["train"] == "300"
+    assert at.session_state["cfg.data.max_train_samples"] == 300
+
+
+def test_data_page_shows_a_bad_file_as_a_message(seeded, tmp_path):
+    bad = tmp_path / "reviews.csv"
+    bad.write_text("text,label\nfine film,pos\n\"unterminated,neg\n", encoding="utf-8")
+    at = open_page("data")
+    at.radio(key="data_source_kind").set_value("Path on this machine").run()
+    at.text_input(key="data_path").input(str(bad)).run()
+    assert not at.exception
+    assert at.error and "reviews.csv" in at.error[0].value
+    at.text_input(key="data_path").input(str(tmp_path / "nope.csv")).run()
+    assert not at.exception and "nope.csv" in at.error[0].value
+
+
+def test_strategy_form_is_built_from_the_config_metadata(seeded):
+    at = open_page("strategy")
+    assert not at.error
+    epochs = at.number_input(key="cfg.train.epochs")
+    assert epochs.value == 3.0 and "Passes over the training data" in epochs.help
+    assert at.number_input(key="cfg.train.batch_size").max == 4096
+    assert at.selectbox(key="cfg.train.scheduler").options == ["linear", "cosine", "constant"]
+    # only the chosen strategy's options are shown
+    assert not any(w.key == "cfg.strategy.lora_r" for w in at.number_input)
+    at.number_input(key="cfg.model.num_layers").set_value(2).run()
+    assert any("| layers | 2 of 6 |" in m.value for m in at.markdown)
+    at.number_input(key="cfg.train.batch_size").set_value(0).run()  # below the bound: refused by the widget
+    assert at.number_input(key="cfg.train.batch_size").value != 0 or at.error
+
+
+def test_strategy_preflight_and_start_queue_a_run(monkeypatch, tmp_path):
+    from core import jobs, runs
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("TUNEBOARD_HOME", str(root))
+    at = app()
+    at.session_state["cfg.data.max_train_samples"] = 48
+    at.session_state["cfg.data.max_eval_samples"] = 32
+    at.run()
+    at.switch_page("app_pages/strategy.py").run()
+    at.number_input(key="cfg.model.num_layers").set_value(2).run()
+    at.number_input(key="cfg.model.max_length").set_value(32).run()
+    at.number_input(key="cfg.train.epochs").set_value(1.0).run()
+    at.button[0].click().run()  # pre-flight
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["trainable share"] == "100.00%" and shown["time per epoch (estimate)"] != "–"
+    yaml_text = next(c.value for c in at.code if c.language == "yaml")
+    assert "num_layers: 2" in yaml_text and "output_dir: ''" in yaml_text
+    try:
+        at.button(key="start").click().run()
+        assert not at.exception
+        queued = runs.list_runs(root)
+        assert len(queued) == 1 and queued[0].state in ("queued", "running")
+        assert at.query_params.get("run") in (queued[0].run_id, [queued[0].run_id])
+    finally:
+        jobs.stop_worker(root)
+
+
+def test_compare_page_lists_and_filters_runs(seeded):
+    at = open_page("compare")
+    table = at.dataframe[0].value
+    assert {seeded["completed"], seeded["failed"], seeded["running"]} <= set(table["run"])
+    at.multiselect(key="cmp_states").set_value(["completed"]).run()
+    assert at.dataframe[0].value["run"].tolist() == [seeded["completed"]]
+    assert any("Tick at least one run" in i.value for i in at.info)
+
+
+def test_data_page_shows_ner_sentences_with_their_entities(seeded):
+    at = app()
+    at.session_state["cfg.data.source"] = "sample:wnut16"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="data_sample").value == "wnut16" and at.selectbox(key="data_task").value == "token"
+    assert {m.label: m.value for m in at.metric}["entity types"] == "10"
+    spans = [m.value for m in at.markdown if "border-radius:6px" in m.value]
+    assert len(spans) >= 3 and any(t in "".join(spans) for t in (">person<", ">geo-loc<", ">company<"))

@@ -1,0 +1,158 @@
+"""The job queue and its worker, driven through real (tiny) trainings in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core import jobs, runs
+from core.events import read_events
+from tests.tiny import tiny_config
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def state(root: Path, run_id: str) -> str | None:
+    return runs.read_status(root / run_id).get("state")
+
+
+@pytest.fixture
+def root(runs_root, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the trainers share the test machine's 2 cores
+    yield runs_root
+    jobs.stop_worker(runs_root)
+    assert not jobs.worker_alive(runs_root), "the worker outlived its test"
+
+
+def test_two_simultaneous_submits_are_both_queued_and_run_in_order(root):
+    barrier = threading.Barrier(2)
+    ids: dict[str, str] = {}
+
+    def submit(name: str) -> None:
+        barrier.wait()  # both callers hit create_run_dir and the INSERT at the same moment
+        ids[name] = jobs.submit(tiny_config(root, name), root)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queued = jobs.list_jobs(root, ("queued",))
+    assert sorted(j.run_id for j in queued) == sorted(ids.values())
+    assert all(state(root, r) == "queued" for r in ids.values())
+
+    assert jobs.ensure_worker(root, idle_exit_s=3)
+    wait_for(lambda: all(state(root, r) == "completed" for r in ids.values()), 180, "both runs to complete")
+    # status.json says completed a moment before the trainer process exits and the job closes
+    wait_for(lambda: all(j.state == "done" for j in jobs.list_jobs(root)), 30, "both jobs to close")
+    first, second = jobs.list_jobs(root)
+    assert first.state == second.state == "done" and first.returncode == second.returncode == 0
+    # concurrency 1: the second job was claimed only after the first finished
+    assert first.finished <= second.claimed
+    for r in ids.values():
+        assert (root / r / runs.REPORT).exists() and (root / r / runs.MODEL_DIR / "config.json").exists()
+        assert "completed" in (root / r / runs.LOG).read_text()
+    # idle for 3 s, the worker leaves by itself
+    wait_for(lambda: not jobs.worker_alive(root), 20, "the idle worker to exit")
+
+
+def test_cancel_a_queued_and_a_running_job(root):
+    long_run = jobs.submit(tiny_config(root, "long", train_rows=400, epochs=3, eval_every=4), root)
+    waiting = jobs.submit(tiny_config(root, "waiting"), root)
+    assert jobs.queue_position(root, waiting) == 2
+    jobs.ensure_worker(root, idle_exit_s=3)
+    events_path = root / long_run / runs.EVENTS
+    wait_for(lambda: any(e["type"] == "step" for e in read_events(events_path)[0]), 120, "the first step")
+
+    assert "before it started" in jobs.cancel(waiting, root)
+    assert state(root, waiting) == "cancelled"
+    assert "cancel requested" in jobs.cancel(long_run, root)
+    wait_for(lambda: state(root, long_run) == "cancelled", 60, "the running job to stop")
+    assert (root / long_run / runs.CHECKPOINT_DIR).is_dir() and jobs.can_resume(root / long_run)
+    wait_for(lambda: not jobs.list_jobs(root, ("queued", "running")), 10, "the queue to drain")
+    assert jobs.latest_job(root, waiting).pid is None, "a cancelled queued job must never start"
+    with pytest.raises(jobs.JobError, match="only queued or running"):
+        jobs.cancel(long_run, root)
+
+
+def test_a_killed_trainer_is_marked_interrupted_and_resume_completes(root):
+    run_id = jobs.submit(tiny_config(root, "crashy", train_rows=160, epochs=2, eval_every=3), root)
+    jobs.ensure_worker(root, idle_exit_s=5)
+    run_dir = root / run_id
+    wait_for(lambda: (run_dir / runs.CHECKPOINT_DIR).is_dir() and state(root, run_id) == "running", 120, "a checkpoint")
+    pid = runs.read_status(run_dir)["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    wait_for(lambda: state(root, run_id) == "interrupted", 30, "the orphan to be detected")
+    error = runs.read_status(run_dir)["error"]
+    assert "SIGKILL" in error and "Resume continues" in error
+    with pytest.raises(jobs.JobError, match="cancelled, interrupted or failed"):
+        jobs.resume(jobs.submit(tiny_config(root, "other"), root), root)  # a queued run can't resume
+    jobs.cancel(jobs.list_jobs(root, ("queued",))[-1].run_id, root)
+
+    jobs.resume(run_id, root)
+    jobs.ensure_worker(root, idle_exit_s=5)
+    wait_for(lambda: state(root, run_id) == "completed", 180, "the resumed run to complete")
+    events = read_events(run_dir / runs.EVENTS)[0]
+    starts = [e for e in events if e["type"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed_from_step"] >= 3
+    assert runs.read_json(run_dir / runs.REPORT)["steps"]["done"] == starts[0]["total_steps"]
+
+
+def test_one_worker_per_root_and_it_leaves_when_its_parent_is_gone(root):
+    parent = subprocess.Popen(["sleep", "1.5"])
+    cmd = [sys.executable, "-m", "core", "--root", str(root), "worker", "--idle-exit", "60", "--parent-pid", str(parent.pid)]
+    first = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: jobs.worker_alive(root), 10, "the first worker")
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert second.returncode == 0 and "already serves" in second.stderr
+    assert jobs.worker_info(root)["pid"] == first.pid
+    assert not jobs.ensure_worker(root)
+    parent.wait()
+    # idle-exit is a minute away: only the parent's death can make it leave this soon
+    assert first.wait(timeout=15) == 0
+    assert not jobs.worker_alive(root) and not (root / jobs.WORKER_INFO).exists()
+
+
+def test_a_running_status_whose_process_is_gone_becomes_interrupted(root):
+    run_dir = runs.create_run_dir(root, "ghost", tiny_config(root, "ghost").to_dict())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    runs.write_status(run_dir, state="running", pid=dead.pid)
+    alive = runs.create_run_dir(root, "alive", tiny_config(root, "alive").to_dict())
+    runs.write_status(alive, state="running", pid=os.getpid())
+    assert jobs.reconcile(root) == [run_dir.name]
+    status = runs.read_status(run_dir)
+    assert status["state"] == "interrupted" and f"pid {dead.pid}" in status["error"]
+    assert "Resume" not in status["error"]  # no checkpoint: resume is not offered
+    assert state(root, alive.name) == "running"
+
+
+def test_delete_refuses_an_active_run_and_removes_a_finished_one(root):
+    queued = jobs.submit(tiny_config(root, "q"), root)
+    with pytest.raises(jobs.JobError, match="cancel it first"):
+        jobs.delete(queued, root)
+    jobs.cancel(queued, root)
+    jobs.delete(queued, root)
+    assert not (root / queued).exists() and jobs.latest_job(root, queued) is None
+    assert all(s.run_id != queued for s in runs.list_runs(root))
+    with pytest.raises(jobs.JobError, match="does not exist"):
+        jobs.cancel(queued, root)

@@ -1,0 +1,75 @@
+"""Parsing Plotly selection events and filtering predictions for the clicked confusion-matrix cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ui.selection import bio_spans, cell_examples, confident_errors, positive_scores, roc_pr, selected_cell
+
+LABELS = ["fresh", "rotten"]
+PRED = pd.DataFrame({
+    "row": [1, 2, 3, 4],
+    "text": ["a", "b", "c", "d"],
+    "gold": ["fresh", "rotten", "rotten", "fresh"],
+    "predicted": ["fresh", "fresh", "fresh", "rotten"],
+    "confidence": [0.9, 0.6, 0.8, 0.7],
+    "correct": [True, False, False, False],
+    "probabilities": [[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7]],
+})
+
+
+def test_selected_cell_reads_customdata_of_the_overlay():
+    event = {"selection": {"points": [{"curve_number": 1, "point_index": 2, "x": "fresh", "y": "rotten",
+                                        "customdata": ["rotten", "fresh", 2]}], "point_indices": [2]}}
+    assert selected_cell(event, LABELS) == (1, 0)
+
+
+def test_selected_cell_falls_back_to_axes_and_ignores_other_traces():
+    assert selected_cell({"selection": {"points": [{"curve_number": 1, "x": "rotten", "y": "fresh"}]}}, LABELS) == (0, 1)
+    assert selected_cell({"selection": {"points": [{"curve_number": 0, "x": "rotten", "y": "fresh"}]}}, LABELS) is None
+    assert selected_cell({"selection": {"points": [{"curve_number": 1, "x": "meh", "y": "fresh"}]}}, LABELS) is None
+
+
+@pytest.mark.parametrize("event", [None, {}, {"selection": {"points": []}}, {"selection": None}])
+def test_no_selection(event):
+    assert selected_cell(event, LABELS) is None
+
+
+def test_attribute_style_event_as_streamlit_returns_it():
+    class Obj:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    event = Obj(selection=Obj(points=[{"curve_number": 1, "customdata": ["fresh", "rotten", 1]}]))
+    assert selected_cell(event, LABELS) == (0, 1)
+
+
+def test_cell_examples_are_the_cell_rows_most_confident_first():
+    rows = cell_examples(PRED, "rotten", "fresh")
+    assert rows["row"].tolist() == [3, 2] and "probabilities" not in rows
+    assert cell_examples(PRED, "fresh", "fresh")["row"].tolist() == [1]
+    assert confident_errors(PRED, 2)["row"].tolist() == [3, 4]
+
+
+def test_roc_and_pr_of_a_perfect_and_a_one_class_scorer():
+    y, score = positive_scores(PRED, LABELS, "rotten")
+    assert y.tolist() == [0, 1, 1, 0] and score.tolist() == pytest.approx([0.1, 0.4, 0.2, 0.7])
+    perfect = roc_pr(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
+    assert perfect["roc_auc"] == 1.0 and perfect["pr_auc"] == pytest.approx(1.0)
+    assert roc_pr(np.array([1, 1]), np.array([0.2, 0.3]))["roc_auc"] is None
+
+
+def test_bio_spans():
+    tokens = ["John", "Smith", "visited", "New", "York", "today"]
+    assert bio_spans(tokens, ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]) == [(0, 2, "PER"), (3, 5, "LOC")]
+    assert bio_spans(tokens[:3], ["I-PER", "B-PER", "I-LOC"]) == [(0, 1, "PER"), (1, 2, "PER"), (2, 3, "LOC")]
+
+
+def test_highlighted_spans_are_escaped_and_labelled():
+    from ui.html import entity_colors, highlight
+
+    out = highlight(["<b>Ann</b>", "met", "Bob"], ["B-PER", "O", "B-PER"], entity_colors(["PER"]))
+    assert "&lt;b&gt;Ann&lt;/b&gt;" in out and "<b>Ann</b>" not in out
+    assert out.count(">PER</b>") == 2 and " met " in out

@@ -1,0 +1,212 @@
+"""Plotly figure builders: pure functions of plain data, so each is unit-tested without a browser.
+
+Every live chart takes a ``uirevision``: Plotly keeps the user's zoom and legend choices across
+redraws as long as that value stays the same (the run id), which is what lets the Training page
+refresh every second without resetting a zoomed-in loss curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ui.runview import ema
+
+ACCENT = "#4F46E5"
+MUTED = "#A5B4FC"
+GOOD = "#059669"
+BAD = "#DC2626"
+PALETTE = ["#4F46E5", "#059669", "#D97706", "#DC2626", "#0891B2", "#7C3AED", "#DB2777", "#65A30D", "#475569", "#EA580C"]
+CM_MODES = {"counts": "Counts", "true": "Normalised by true label (recall)", "pred": "Normalised by prediction (precision)"}
+
+
+def _layout(fig: go.Figure, title: str | None = None, *, height: int = 320, uirevision: Any = None, **extra: Any) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+                      template="plotly_white", uirevision=uirevision, legend={"orientation": "h", "y": -0.2}, **extra)
+    return fig
+
+
+def loss_figure(steps: pd.DataFrame, *, smooth: bool = True, weight: float = 0.9, uirevision: Any = None) -> go.Figure:
+    """Training loss per step; with ``smooth`` the raw curve fades behind its exponential average."""
+    fig = go.Figure()
+    if not steps.empty:
+        data = steps.dropna(subset=["loss"])
+        fig.add_scatter(x=data["step"], y=data["loss"], mode="lines+markers" if len(data) < 30 else "lines", name="loss",
+                        line={"color": MUTED if smooth else ACCENT, "width": 1.5}, marker={"size": 5})
+        if smooth and len(data) > 1:
+            fig.add_scatter(x=data["step"], y=ema(data["loss"], weight), mode="lines", name=f"smoothed ({weight})",
+                            line={"color": ACCENT, "width": 2.5})
+    fig.update_xaxes(title="optimizer step")
+    fig.update_yaxes(title="loss")
+    return _layout(fig, "Training loss", uirevision=uirevision)
+
+
+def lr_figure(steps: pd.DataFrame, *, uirevision: Any = None) -> go.Figure:
+    fig = go.Figure()
+    if not steps.empty:
+        fig.add_scatter(x=steps["step"], y=steps["lr"], mode="lines", name="learning rate", line={"color": "#0891B2"})
+    fig.update_xaxes(title="optimizer step")
+    fig.update_yaxes(title="learning rate", exponentformat="e")
+    return _layout(fig, "Learning rate", uirevision=uirevision)
+
+
+def eval_figure(evals: pd.DataFrame, metrics: Sequence[str] | None = None, *, uirevision: Any = None) -> go.Figure:
+    """Validation metrics per evaluation (loss left out: it has its own scale)."""
+    fig = go.Figure()
+    if not evals.empty:
+        names = list(metrics) if metrics else [m for m in evals["metric"].unique() if m != "loss"]
+        for i, name in enumerate(names):
+            data = evals[evals["metric"] == name].sort_values("step")
+            fig.add_scatter(x=data["step"], y=data["value"], mode="lines+markers", name=name,
+                            line={"color": PALETTE[i % len(PALETTE)]})
+    fig.update_xaxes(title="optimizer step")
+    fig.update_yaxes(title="validation")
+    return _layout(fig, "Validation metrics", uirevision=uirevision)
+
+
+def cell_points(labels: Sequence[str]) -> list[tuple[int, int]]:
+    """The (gold, predicted) index of each point of the confusion matrix's clickable overlay, in order."""
+    k = len(labels)
+    return [(i, j) for i in range(k) for j in range(k)]
+
+
+def confusion_figure(cm: dict[str, Any], mode: str = "counts", *, selected: tuple[int, int] | None = None) -> go.Figure:
+    """Heatmap of a report's ``confusion_matrix`` plus an invisible scatter overlay, one point per cell.
+
+    Streamlit returns no selection for clicks on a heatmap (streamlit#8760), but it does for scatter
+    points: each cell gets a transparent square marker whose ``customdata`` is [gold, predicted].
+    """
+    labels = list(cm["labels"])
+    counts = np.asarray(cm["counts"], dtype=float)
+    values = {"counts": counts, "true": np.asarray(cm["normalized_true"]), "pred": np.asarray(cm["normalized_pred"])}[mode]
+    k = len(labels)
+    fig = go.Figure()
+    fig.add_heatmap(z=values, x=labels, y=labels, colorscale="Blues", showscale=False, hoverinfo="skip",
+                    zmin=0, zmax=float(values.max()) if mode == "counts" and values.size else 1.0)
+    pts = cell_points(labels)
+    text = [f"{int(counts[i, j])}" if mode == "counts" else f"{values[i, j]:.2f}" for i, j in pts]
+    high = float(values.max()) if values.size else 0.0
+    colors = ["white" if high and values[i, j] > 0.55 * high else "#1E293B" for i, j in pts]
+    size = max(12, min(90, int(420 / max(k, 1))))
+    fig.add_scatter(
+        x=[labels[j] for _, j in pts], y=[labels[i] for i, _ in pts], mode="markers+text", text=text,
+        textfont={"color": colors, "size": 14 if k <= 6 else 10},
+        marker={"symbol": "square", "size": size, "color": "rgba(0,0,0,0)"},
+        customdata=[[labels[i], labels[j], int(counts[i, j])] for i, j in pts],
+        hovertemplate="true %{customdata[0]} → predicted %{customdata[1]}<br>%{customdata[2]} examples<br>"
+                      "click to list them<extra></extra>",
+        name="cells", showlegend=False,
+        # keep every cell fully visible when one is selected
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
+    )
+    if selected is not None:
+        i, j = selected
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line={"color": "#F59E0B", "width": 3})
+    fig.update_xaxes(title="predicted", side="bottom", type="category", constrain="domain")
+    fig.update_yaxes(title="true", autorange="reversed", type="category", scaleanchor="x")
+    return _layout(fig, CM_MODES[mode], height=max(320, 60 * k + 120), clickmode="event+select", dragmode=False)
+
+
+def curve_figure(x: Sequence[float], y: Sequence[float], *, title: str, x_title: str, y_title: str,
+                 diagonal: bool = False, name: str = "") -> go.Figure:
+    fig = go.Figure()
+    if diagonal:
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#94A3B8"}, name="chance")
+    fig.add_scatter(x=list(x), y=list(y), mode="lines", line={"color": ACCENT, "width": 2.5}, name=name or title)
+    fig.update_xaxes(title=x_title, range=[0, 1])
+    fig.update_yaxes(title=y_title, range=[0, 1.02])
+    return _layout(fig, title)
+
+
+def reliability_figure(bins: list[dict[str, Any]], ece: float | None = None) -> go.Figure:
+    """Accuracy per confidence bin against the diagonal of perfect calibration."""
+    used = [b for b in bins if b.get("count")]
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#94A3B8"}, name="perfect calibration")
+    fig.add_bar(x=[(b["lower"] + b["upper"]) / 2 for b in used], y=[b["accuracy"] for b in used],
+                width=[b["upper"] - b["lower"] for b in used], marker={"color": ACCENT, "opacity": 0.75}, name="accuracy",
+                customdata=[b["count"] for b in used], hovertemplate="confidence %{x:.2f}: accuracy %{y:.2f} (%{customdata} examples)")
+    fig.update_xaxes(title="confidence", range=[0, 1])
+    fig.update_yaxes(title="accuracy", range=[0, 1.02])
+    title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")
+    return _layout(fig, title)
+
+
+def distribution_figure(distribution: dict[str, dict[str, Any]], *, title: str = "Labels per split") -> go.Figure:
+    """Grouped bars of ``{split: {label: count}}`` (data_checks' label_distribution)."""
+    fig = go.Figure()
+    for i, (split, counts) in enumerate(distribution.items()):
+        if not counts or "count" in counts and "mean" in counts:
+            continue  # regression summary: not a bar chart
+        fig.add_bar(x=list(counts), y=list(counts.values()), name=split, marker={"color": PALETTE[i % len(PALETTE)]})
+    fig.update_layout(barmode="group")
+    return _layout(fig, title)
+
+
+def token_length_figure(lengths: Sequence[int], max_length: int) -> go.Figure:
+    """Histogram of tokens per example with the truncation limit and the share it cuts."""
+    arr = np.asarray(lengths)
+    share = float((arr > max_length).mean()) if arr.size else 0.0
+    fig = go.Figure()
+    fig.add_histogram(x=arr, nbinsx=50, marker={"color": ACCENT}, name="examples")
+    fig.add_vline(x=max_length, line={"color": BAD, "dash": "dash"},
+                  annotation_text=f"max_length {max_length}: {share:.1%} truncated", annotation_position="top right")
+    fig.update_xaxes(title="tokens per example")
+    fig.update_yaxes(title="examples")
+    return _layout(fig, "Token lengths")
+
+
+def param_groups_figure(groups: list[dict[str, Any]]) -> go.Figure:
+    """Learning rate of each parameter group (bar), e.g. the geometric decay of LLRD."""
+    fig = go.Figure()
+    fig.add_bar(x=[g["name"] for g in groups], y=[g["lr"] for g in groups], marker={"color": ACCENT},
+                customdata=[g.get("params", 0) for g in groups], hovertemplate="%{x}: lr %{y:.2e}, %{customdata:,} params")
+    fig.update_yaxes(title="learning rate", exponentformat="e")
+    return _layout(fig, "Parameter groups")
+
+
+def pareto_front(cost: Sequence[float], quality: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower cost, higher quality), by cost."""
+    order = sorted(range(len(cost)), key=lambda i: (cost[i], -quality[i]))
+    front, best = [], -np.inf
+    for i in order:
+        if quality[i] > best:
+            front.append(i)
+            best = quality[i]
+    return front
+
+
+def quality_cost_figure(frame: pd.DataFrame, cost: str, quality: str, *, label: str = "label") -> go.Figure:
+    """Scatter of runs, quality against cost, with the Pareto frontier drawn and its runs marked."""
+    data = frame.dropna(subset=[cost, quality]).reset_index(drop=True)
+    front = pareto_front(data[cost].tolist(), data[quality].tolist()) if len(data) else []
+    on_front = data.index.isin(front)
+    fig = go.Figure()
+    fig.add_scatter(x=data[cost], y=data[quality], mode="markers+text", text=data[label], textposition="top center",
+                    marker={"size": 12, "color": [GOOD if f else "#94A3B8" for f in on_front],
+                            "line": {"width": 1, "color": "#1E293B"}},
+                    name="runs", hovertemplate=f"%{{text}}<br>{cost}: %{{x:.4g}}<br>{quality}: %{{y:.4f}}<extra></extra>")
+    if front:
+        pts = data.loc[front]
+        fig.add_scatter(x=pts[cost], y=pts[quality], mode="lines", line={"color": GOOD, "dash": "dash", "shape": "hv"},
+                        name="Pareto frontier")
+    fig.update_xaxes(title=cost)
+    fig.update_yaxes(title=quality)
+    return _layout(fig, f"{quality} vs {cost}", height=420)
+
+
+def overlay_figure(curves: dict[str, pd.DataFrame], *, x: str, y: str, title: str, uirevision: Any = None) -> go.Figure:
+    """One line per run (``curves[label]`` holds columns x and y)."""
+    fig = go.Figure()
+    for i, (name, data) in enumerate(curves.items()):
+        if data.empty:
+            continue
+        fig.add_scatter(x=data[x], y=data[y], mode="lines+markers" if len(data) < 30 else "lines", name=name,
+                        line={"color": PALETTE[i % len(PALETTE)]})
+    fig.update_xaxes(title=x)
+    fig.update_yaxes(title=y)
+    return _layout(fig, title, height=360, uirevision=uirevision)

@@ -1,0 +1,60 @@
+"""Tables for the Compare page: every run with its quality and cost, read from the run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core import runs
+from core.events import read_events
+from ui.runview import eval_frame, step_frame
+
+COSTS = {"trainable %": "trainable_percent", "train time (s)": "train_s", "peak memory (MB)": "peak_memory_mb",
+         "saved model (MB)": "saved_model_mb"}
+
+
+def run_row(summary: runs.RunSummary) -> dict[str, Any]:
+    """One table row: the index summary plus cost facts from report.json (None while unfinished)."""
+    report = runs.read_json(Path(summary.path) / runs.REPORT) or {}
+    strategy = report.get("strategy") or {}
+    timings = report.get("timings") or {}
+    return {
+        "run": summary.run_id, "name": summary.name, "task": summary.task, "strategy": summary.strategy,
+        "model": summary.model, "state": summary.state, "metric": summary.headline_name, "value": summary.headline_value,
+        "trainable_percent": strategy.get("trainable_percent"), "train_s": timings.get("train_s"),
+        "peak_memory_mb": report.get("peak_memory_mb"), "saved_model_mb": report.get("saved_model_mb"),
+        "created": pd.Timestamp(summary.created, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def runs_table(root: str | Path) -> pd.DataFrame:
+    rows = [run_row(s) for s in runs.list_runs(root)]
+    return pd.DataFrame(rows, columns=["run", "name", "task", "strategy", "model", "state", "metric", "value",
+                                       "trainable_percent", "train_s", "peak_memory_mb", "saved_model_mb", "created"])
+
+
+def filter_runs(table: pd.DataFrame, *, tasks: list[str] | None = None, strategies: list[str] | None = None,
+                states: list[str] | None = None, text: str = "") -> pd.DataFrame:
+    out = table
+    if tasks:
+        out = out[out["task"].isin(tasks)]
+    if strategies:
+        out = out[out["strategy"].isin(strategies)]
+    if states:
+        out = out[out["state"].isin(states)]
+    if text.strip():
+        needle = text.strip().lower()
+        out = out[out["run"].str.lower().str.contains(needle, regex=False) | out["name"].str.lower().str.contains(needle, regex=False)]
+    return out.reset_index(drop=True)
+
+
+def curves(root: str | Path, run_ids: list[str]) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """(training-loss steps, validation evals) per run id, for overlay charts."""
+    losses, evals = {}, {}
+    for run_id in run_ids:
+        events = read_events(Path(root) / run_id / runs.EVENTS)[0]
+        losses[run_id] = step_frame(events)
+        evals[run_id] = eval_frame(events)
+    return losses, evals
