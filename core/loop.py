@@ -279,7 +279,7 @@ def train(
     window_loss = torch.zeros((), device=accelerator.device)
     # Throughput windows leave out time spent evaluating and checkpointing (state["side_seconds"]).
     window_steps, window_samples, window_start = 0, 0, time.monotonic() - state["side_seconds"]
-    ended, early_stopped, last_eval_step = "completed", False, -1
+    ended, early_stopped = "completed", False
     for epoch in range(state["epoch"], num_epochs):
         if plan.on_epoch_start is not None:
             plan.on_epoch_start(epoch)
@@ -333,7 +333,6 @@ def train(
             eval_due = (step % cfg.eval_every == 0) if cfg.eval_every else end_of_epoch
             if eval_due or step == total_steps:
                 early_stopped = evaluate()
-                last_eval_step = step
                 if end_of_epoch:
                     state.update(epoch=epoch + 1, micro_in_epoch=0)
                 save_checkpoint()
@@ -349,8 +348,6 @@ def train(
             break
         state.update(epoch=epoch + 1, micro_in_epoch=0)
 
-    if ended == "completed" and last_eval_step != state["global_step"] and state["best_metric"] is None:
-        evaluate()
     return TrainResult(
         state=ended, global_step=state["global_step"], total_steps=total_steps, best_step=state["best_step"],
         best_metric=state["best_metric"], metric_name=metric_name, early_stopped=early_stopped,
