@@ -121,7 +121,7 @@ def live(run_id: str, was_active: bool) -> None:
     m[0].metric("Epoch", f"{prog.epoch:.2f}")
     m[1].metric("Elapsed", fmt_duration(prog.elapsed_s))
     m[2].metric("ETA", fmt_duration(prog.eta_s) if state == "running" else "–")
-    m[3].metric("Throughput", f"{prog.samples_per_s:.1f} samples/s" if prog.samples_per_s else "–")
+    m[3].metric("Samples/s", f"{prog.samples_per_s:,.1f}" if prog.samples_per_s else "–")  # the unit in the value gets cut off
 
     if state == "failed":
         st.error(view.status.get("error") or "The run failed without a message; see the log below.")

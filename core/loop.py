@@ -42,6 +42,7 @@ from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, Padd
 
 LOOP_STATE = "loop_state.json"
 RNG_STATE = "rng_state.pt"
+STRATEGY_STATE = "strategy_state.pt"
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -229,6 +230,8 @@ def train(
         accelerator.load_state(str(checkpoint_dir))
         state.update(json.loads((checkpoint_dir / LOOP_STATE).read_text()))
         restore_rng(checkpoint_dir / RNG_STATE)
+        if plan.load_state_dict is not None and (checkpoint_dir / STRATEGY_STATE).exists():
+            plan.load_state_dict(torch.load(checkpoint_dir / STRATEGY_STATE, map_location=accelerator.device, weights_only=False))
         started -= state["elapsed"]
     higher_better = greater_is_better(metric_name)
 
@@ -244,6 +247,8 @@ def train(
         accelerator.save_state(str(tmp))
         (tmp / LOOP_STATE).write_text(json.dumps(state))
         save_rng(tmp / RNG_STATE)
+        if plan.state_dict is not None:
+            torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
         # Swap in the new checkpoint whole: a crash mid-save leaves the previous one intact.
         old = checkpoint_dir.with_name(checkpoint_dir.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -300,6 +305,8 @@ def train(
                 inputs = model_inputs(batch)
                 logits = train_cache.forward(indices, inputs) if train_cache else model(**inputs).logits
                 loss = loss_fn(logits, batch["labels"])
+            if plan.regulariser is not None:
+                loss = loss + plan.regulariser()
             accelerator.backward(loss / group_size)
             window_loss += loss.detach() / group_size
             window_samples += n_rows

@@ -8,13 +8,15 @@ saved copy of the task head (``modules_to_save``). Checked against peft 0.21 and
   doesn't have is refused with the names it does have, before peft silently skips it.
 * AdaLoRA only reallocates rank if ``update_and_allocate(step)`` runs after every optimizer step and
   it knows the run's total steps (peft#1327, #1801: otherwise it silently acts as plain LoRA).
-  Our loop computes the loss from logits (class weights, smoothing), so AdaLoRA's orthogonal
-  regulariser, which peft adds only to a loss computed from ``labels``, is not applied; and on resume
-  its importance estimates (not part of the checkpoint) restart, the ranks already masked stay masked.
+  peft adds AdaLoRA's orthogonality penalty only to a loss the model computes from ``labels``; our loop
+  computes the loss from logits (class weights, smoothing), so the plan adds the same penalty itself
+  (``adalora_orthogonality``). The importance estimates and the rank pattern live outside the
+  parameters: the plan hands them to the loop's checkpoint so a resumed run allocates as an
+  uninterrupted one would.
 * Prefix tuning works on BERT here: peft passes the prefix as a ``DynamicCache`` to the backbone,
   which attends to it and extends the attention mask. BERT also shifts position ids by the prefix
   length, so ``max_length + prefix_tokens`` must fit the position table. Models whose encoder
-  takes no ``past_key_values`` (DistilBERT, DeBERTa, ...) are refused.
+  takes no cache (``past_key_values``, ``cache`` since transformers 5.24: DistilBERT, DeBERTa, ...) are refused.
 """
 
 from __future__ import annotations
@@ -144,8 +146,33 @@ def build_adalora(model: torch.nn.Module, config: RunConfig, num_train_rows: int
     def after_optimizer_step(global_step: int) -> None:
         wrapped.base_model.update_and_allocate(global_step)
 
+    allocator = wrapped.base_model.rankallocator
+
+    def state_dict() -> dict[str, Any]:
+        return {"ipt": allocator.ipt, "exp_avg_ipt": allocator.exp_avg_ipt, "exp_avg_unc": allocator.exp_avg_unc,
+                "rank_pattern": wrapped.peft_config["default"].rank_pattern}
+
+    def load_state_dict(state: dict[str, Any]) -> None:
+        allocator.ipt, allocator.exp_avg_ipt, allocator.exp_avg_unc = state["ipt"], state["exp_avg_ipt"], state["exp_avg_unc"]
+        wrapped.peft_config["default"].rank_pattern = state["rank_pattern"]
+
     plan.after_optimizer_step = after_optimizer_step
+    factors = [(n, p) for n, p in wrapped.named_parameters() if ("lora_A" in n or "lora_B" in n) and p.requires_grad]
+    plan.regulariser = lambda: adalora_orthogonality(factors, peft_config.orth_reg_weight)
+    plan.state_dict, plan.load_state_dict = state_dict, load_state_dict
     return plan
+
+
+def adalora_orthogonality(factors: list[tuple[str, torch.nn.Parameter]], weight: float) -> torch.Tensor:
+    """peft's AdaLoRA penalty: weight × the mean over the A and B factors of ‖AAᵀ − I‖_F (resp. ‖BᵀB − I‖_F).
+
+    The same sum ``AdaLoraModel.forward`` adds when it computes the loss itself from ``labels``.
+    """
+    terms = []
+    for name, p in factors:
+        cov = p @ p.T if "lora_A" in name else p.T @ p
+        terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)))
+    return weight * torch.stack(terms).mean() if terms else torch.zeros(())
 
 
 def build_ia3(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
@@ -172,7 +199,9 @@ def build_prefix(model: torch.nn.Module, config: RunConfig, num_train_rows: int 
 
     model_type = getattr(model.config, "model_type", "?")
     backbone = _backbone(model)
-    takes_cache = any("past_key_values" in inspect.signature(m.forward).parameters for m in (model, backbone) if m is not None)
+    # transformers 5.24 renamed the argument to ``cache`` and still accepts ``past_key_values`` (what peft passes).
+    takes_cache = any({"past_key_values", "cache"} & set(inspect.signature(m.forward).parameters)
+                      for m in (model, backbone) if m is not None)
     if not takes_cache:
         raise StrategyError(
             f"prefix tuning can't work on {model_type!r}: its encoder takes no past_key_values, which is how peft feeds "

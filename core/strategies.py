@@ -52,6 +52,12 @@ class StrategyPlan:
     param_groups: list[dict[str, Any]]
     on_epoch_start: Callable[[int], None] | None = None
     after_optimizer_step: Callable[[int], None] | None = None
+    # A term added to every micro-batch's loss (AdaLoRA's orthogonality penalty).
+    regulariser: Callable[[], torch.Tensor] | None = None
+    # State the strategy keeps outside the parameters (AdaLoRA's importance estimates and rank pattern):
+    # the loop saves it with each checkpoint and hands it back on resume.
+    state_dict: Callable[[], dict[str, Any]] | None = None
+    load_state_dict: Callable[[dict[str, Any]], None] | None = None
     notes: list[str] = field(default_factory=list)
     # How save_for_inference writes model/: "plain" (save_pretrained), "peft_merge", "peft_prefix", "adapter".
     save_format: str = "plain"

@@ -50,7 +50,7 @@ def test_training_page_shows_a_completed_run(seeded):
     assert seeded["completed"] in texts(at)
     bar = at.get("progress")[0]
     assert bar.proto.value == 100 and "Completed" in bar.proto.text
-    assert {m.label for m in at.metric} >= {"Epoch", "Elapsed", "ETA", "Throughput"}
+    assert {m.label for m in at.metric} >= {"Epoch", "Elapsed", "ETA", "Samples/s"}
     assert len(at.get("plotly_chart")) >= 2
 
 

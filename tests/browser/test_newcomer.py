@@ -48,9 +48,11 @@ def test_newcomer_trains_and_inspects_a_model(app_server, page, shots, record_pr
     page.get_by_role("heading", name="Data").wait_for()
     page.get_by_text("12,752 rows · task single_label").wait_for()
     page.get_by_text("Splits and subset").click()
-    set_number(page, "max training rows", "160")
+    # 1,200 rows at batch 8 is 300 steps: long enough that the refresh below lands mid-run even on a
+    # fast machine (CI once finished a 40-step run during the reload), short enough to stay a quick test.
+    set_number(page, "max training rows", "1200")
     set_number(page, "max validation/test rows", "80")
-    page.locator('[data-testid="stMetricValue"]', has_text=re.compile(r"^160$")).wait_for()
+    page.locator('[data-testid="stMetricValue"]', has_text=re.compile(r"^1,200$")).wait_for()
     shots(page, "01_data_rotten_tomatoes")
 
     page.get_by_text("Next: choose the model and strategy").click()
@@ -80,16 +82,18 @@ def test_newcomer_trains_and_inspects_a_model(app_server, page, shots, record_pr
 
     # A refresh mid-run reattaches to the same run: the job never depended on the page.
     before = progress_step(page)
+    print(f"Refresh at step {before} of 300")
     run_url = page.url
     page.reload()
     page.get_by_role("heading", name="Training").wait_for()
     page.wait_for_function(LOSS_POINTS_JS, timeout=30_000)
     assert page.url == run_url
+    assert "Training: step" in page.locator('[data-testid="stProgress"]').first.inner_text(), "the run ended before the refresh"
     assert progress_step(page) >= before
     shots(page, "05_training_after_refresh")
 
     # When the watched run completes, the page takes the user to its evaluation.
-    page.get_by_role("heading", name="Evaluation").wait_for(timeout=180_000)
+    page.get_by_role("heading", name="Evaluation").wait_for(timeout=300_000)
     page.locator(".js-plotly-plot .scatterlayer .trace .point").first.wait_for()
     shots(page, "06_evaluation")
 
