@@ -94,6 +94,14 @@ st.caption("Choose what to train on. Every problem is reported with where it is 
 
 sample_list = samples()
 kinds = ["Bundled sample", "Upload a file", "Path on this machine"]
+pending = st.session_state.pop("pending_data_source", None)
+if pending:  # a YAML config loaded on the Strategy page: show its data source here
+    if pending.startswith("sample:"):
+        st.session_state["data_source_kind"] = kinds[0]
+        st.session_state.pop("data_sample", None)  # the picker then follows cfg.data.source
+    else:
+        st.session_state["data_source_kind"] = kinds[2]
+        st.session_state["data_path"] = pending
 kind = st.radio("Source", kinds, horizontal=True, key="data_source_kind")
 source: str | None = None
 shown_names: dict[str, str] = {}  # the saved copy of an upload -> the name the user knows

@@ -232,8 +232,12 @@ with tabs[4]:
 with tabs[5]:
     if (model_dir / "config.json").exists():
         size_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
-        st.write(f"The best model, as `save_pretrained` wrote it ({size_mb:.0f} MB): loads with "
-                 "`AutoModelForSequenceClassification.from_pretrained` or `pipeline()`.")
+        if (model_dir / "README.md").exists():  # prefix / adapter: see core.strategies.guard_plain_loading
+            st.write(f"The best model ({size_mb:.0f} MB). Its prefix or adapters are beyond what plain transformers can "
+                     "load, so it loads with Tuneboard: `core.inference.Predictor(folder)` (the README.md inside says how).")
+        else:
+            st.write(f"The best model, as `save_pretrained` wrote it ({size_mb:.0f} MB): loads with "
+                     "`AutoModelForSequenceClassification.from_pretrained` or `pipeline()`.")
 
         def model_zip() -> bytes:
             buffer = io.BytesIO()

@@ -53,6 +53,9 @@ def load_yaml_into_form() -> None:
         return
     st.session_state.update(config_to_values(config))
     st.session_state["model_source"] = "Bundled" if config.model.name.startswith("bundled:") else "Local folder or hub id"
+    # The Data page's source widgets aren't drawn here, so Streamlit would forget values set for them
+    # now: hand the source over in a plain key that the Data page applies before drawing them.
+    st.session_state["pending_data_source"] = config.data.source
     st.session_state.pop("yaml_error", None)
 
 

@@ -33,6 +33,7 @@ class Spec:
     steps: int = STEPS
     levers: tuple[tuple[str, Any], ...] = ()  # tuneboard lever experiments: (name, value) switched off/changed
     out_dir: str = ""
+    seed: int = SEED  # training seed (head initialisation, dropout, batch order); the data subset always uses SEED
 
     @property
     def train_rows(self) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import BATCH, EVAL_BATCH, FREEZE_LAYERS, LORA, MAX_GRAD_NORM, MAX_LENGTH, MODEL, SEED, WARMUP_RATIO, WEIGHT_DECAY, Spec
+from bench.common import BATCH, EVAL_BATCH, FREEZE_LAYERS, LORA, MAX_GRAD_NORM, MAX_LENGTH, MODEL, WARMUP_RATIO, WEIGHT_DECAY, Spec
 
 
 class Rows:
@@ -54,7 +54,7 @@ def run(spec: Spec) -> dict[str, Any]:
     train_set = Rows(encode(bundle.train), label_ids(bundle.train, bundle, "single_label"))
     val_set = Rows(encode(bundle.validation), label_ids(bundle.validation, bundle, "single_label"))
     names = bundle.labels.names
-    set_seed(SEED)  # as tuneboard does before loading: the new head starts from the same draw
+    set_seed(spec.seed)  # as tuneboard does before loading: the new head starts from the same draw
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     if spec.strategy == "freeze":
@@ -69,7 +69,7 @@ def run(spec: Spec) -> dict[str, Any]:
     args = TrainingArguments(
         output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=spec.epochs, learning_rate=spec.lr,
         weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP_RATIO, lr_scheduler_type="linear", max_grad_norm=MAX_GRAD_NORM,
-        seed=SEED, data_seed=SEED, eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
+        seed=spec.seed, data_seed=spec.seed, eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
         logging_steps=10, use_cpu=True,
         # What tutorials leave at the defaults (eval batch 8, random sampling, fp32); the tuned variants change.
         **({} if tutorial else {"per_device_eval_batch_size": EVAL_BATCH, "train_sampling_strategy": "group_by_length"}),

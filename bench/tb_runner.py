@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import BATCH, FREEZE_LAYERS, LORA, MAX_GRAD_NORM, MAX_LENGTH, MODEL, SEED, WARMUP_RATIO, WEIGHT_DECAY, Spec
+from bench.common import BATCH, FREEZE_LAYERS, LORA, MAX_GRAD_NORM, MAX_LENGTH, MODEL, WARMUP_RATIO, WEIGHT_DECAY, Spec
 
 
 def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
@@ -29,6 +29,9 @@ def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
         train_overrides["precision"] = levers["precision"]
     if levers.get("frozen_cache") is False:
         train_overrides["cache_frozen_layers"] = False
+    if levers.get("length_grouping") is False:  # random batches instead of length-grouped ones
+        init = core.tokenize.LengthGroupedBatches.__init__
+        core.tokenize.LengthGroupedBatches.__init__ = lambda self, *a, **k: init(self, *a, **{**k, "grouped": False})
     if "threads" in levers:
         torch.set_num_threads(levers["threads"])
     return train_overrides
@@ -53,14 +56,10 @@ def run(spec: Spec) -> dict[str, Any]:
                                 lora_dropout=LORA["dropout"], target_modules=LORA["targets"] if spec.strategy == "lora" else []),
         # Evaluate once, at the end, as the Trainer runs do.
         train=TrainConfig(epochs=spec.epochs, batch_size=BATCH, learning_rate=spec.lr, weight_decay=WEIGHT_DECAY,
-                          warmup_ratio=WARMUP_RATIO, max_grad_norm=MAX_GRAD_NORM, seed=SEED,
+                          warmup_ratio=WARMUP_RATIO, max_grad_norm=MAX_GRAD_NORM, seed=spec.seed,
                           eval_every=steps_per_epoch * spec.epochs, **overrides),
         output_dir=spec.out_dir,
     )
-    # run_training doesn't seed the new head's initialisation (see the report); seeded here as for the Trainer runs.
-    from accelerate.utils import set_seed
-
-    set_seed(SEED)
     outcome = run_training(config)
     report = outcome.report
     last_eval = [e for e in read_events(outcome.run_dir / EVENTS)[0] if e["type"] == "eval"][-1]

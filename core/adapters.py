@@ -18,8 +18,9 @@ hooks: a deep copy or a pickle carries the adapters with it.
 
 Saving: ``model/`` holds the full weights, adapters included, and ``config.json`` carries
 ``tuneboard_adapter`` (kind, reduction factor); ``core.models.load_saved`` (and so the Predictor)
-rebuilds the adapters from it. Plain ``transformers`` loads that folder as the base model *without*
-the adapters (it drops the ``adapter`` weights as unexpected keys) — use Tuneboard to predict.
+rebuilds the adapters from it. Plain ``transformers`` would load that folder as the base model
+*without* the adapters (dropping their weights as unexpected keys), so ``config.json`` names a model
+type of our own that it refuses (``core.strategies.guard_plain_loading``) — use Tuneboard to predict.
 """
 
 from __future__ import annotations

@@ -151,6 +151,10 @@ class StrategyConfig:
     unfreeze_every: int = _opt(
         1, "Unfreeze one more layer (from the top) every this many epochs.", min=1, strategies=("gradual_unfreeze",)
     )
+    unfreeze_every_steps: int = _opt(
+        0, "If above 0, unfreeze by optimizer steps instead: one more layer every this many steps (short runs).",
+        min=0, strategies=("gradual_unfreeze",)
+    )
     lora_r: int = _opt(8, "LoRA rank.", min=1, max=512, strategies=("lora", "adalora"))
     lora_alpha: int = _opt(16, "LoRA scaling (alpha).", min=1, strategies=("lora", "adalora"))
     lora_dropout: float = _opt(0.1, "Dropout on the LoRA path.", min=0.0, max=0.9, strategies=("lora", "adalora"))
@@ -158,6 +162,10 @@ class StrategyConfig:
         [], "Module names to adapt; empty = the model's attention projections.", strategies=("lora", "adalora", "ia3")
     )
     adalora_target_r: int = _opt(4, "AdaLoRA average rank after reallocation.", min=1, strategies=("adalora",))
+    adalora_orth_reg_weight: float = _opt(
+        0.5, "Weight of AdaLoRA's penalty that keeps its singular vectors orthogonal (peft's default 0.5). "
+        "It slows a short run's start: raise the learning rate (~5e-3) or lower this.",
+        min=0.0, max=10.0, strategies=("adalora",))
     prefix_tokens: int = _opt(20, "Number of virtual prefix tokens.", min=1, max=512, strategies=("prefix",))
     adapter_kind: str = _opt(
         "pfeiffer", "houlsby: after attention and FFN; pfeiffer: after FFN only.",

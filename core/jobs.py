@@ -59,16 +59,7 @@ class Job:
 
 
 def _connect(root: str | Path) -> sqlite3.Connection:
-    # Switching a fresh database to WAL takes an exclusive lock that SQLite's busy timeout does not
-    # wait for: two first-ever connections at once get "database is locked". Retry that case.
-    for attempt in range(50):
-        try:
-            con = runs.connect(root)
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 49:
-                raise
-            time.sleep(0.05 + 0.01 * attempt)
+    con = runs.connect(root)  # it retries the "database is locked" of two first-ever connections
     con.execute(
         """CREATE TABLE IF NOT EXISTS jobs (
             id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, run_dir TEXT NOT NULL,

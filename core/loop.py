@@ -105,10 +105,26 @@ def make_loss(task: str, class_weights: torch.Tensor | None = None, label_smooth
     return lambda logits, labels: F.cross_entropy(logits.float(), labels, weight=class_weights, label_smoothing=label_smoothing)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: several runs in one process (a comparison) would otherwise all report the largest so far."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):  # Linux: "5" resets the process's peak resident set size (VmHWM) to its current size
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since the last reset_peak_memory: allocated on CUDA, resident set size on the CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; never reset
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -157,7 +157,7 @@ def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
     is_token = any("TokenClassification" in a for a in config.get("architectures", []))
     task = config.get("tuneboard_task") or ("token" if is_token else "single_label")
     cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
-    model = cls.from_pretrained(model_dir)
+    model = cls.from_pretrained(model_dir, config=_real_config(config))
     # Strategies whose weights plain transformers can't express (see core.strategies.save_for_inference).
     try:
         if config.get("tuneboard_adapter"):
@@ -171,6 +171,16 @@ def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
     except (OSError, ValueError) as exc:
         raise ModelError(f"{model_dir}: could not rebuild the fine-tuned model: {exc}") from None
     return model, AutoTokenizer.from_pretrained(model_dir), task
+
+
+def _real_config(config: dict[str, Any]) -> Any:
+    """The transformers config of a saved model, undoing core.strategies.guard_plain_loading where it applied."""
+    from transformers import CONFIG_MAPPING
+
+    from core.strategies import BASE_TYPE_KEY
+
+    base_type = config.get(BASE_TYPE_KEY, config["model_type"])
+    return CONFIG_MAPPING[base_type].from_dict({**config, "model_type": base_type})
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ def build_adalora(model: torch.nn.Module, config: RunConfig, num_train_rows: int
     check_target_modules(model, targets, "adalora")
     peft_config = AdaLoraConfig(task_type=_task_type(model), init_r=s.lora_r, target_r=s.adalora_target_r,
                                 lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, target_modules=targets,
-                                total_step=total, tinit=tinit, tfinal=tfinal, deltaT=1)
+                                total_step=total, tinit=tinit, tfinal=tfinal, deltaT=1,
+                                orth_reg_weight=s.adalora_orth_reg_weight)
     note = (f"AdaLoRA rank {s.lora_r} -> average {s.adalora_target_r} on {', '.join(targets)}; "
             f"budget steps {tinit}..{total - tfinal} of {total}")
     plan = _wrap("adalora", model, config, peft_config, [note])
@@ -158,7 +159,8 @@ def build_adalora(model: torch.nn.Module, config: RunConfig, num_train_rows: int
 
     plan.after_optimizer_step = after_optimizer_step
     factors = [(n, p) for n, p in wrapped.named_parameters() if ("lora_A" in n or "lora_B" in n) and p.requires_grad]
-    plan.regulariser = lambda: adalora_orthogonality(factors, peft_config.orth_reg_weight)
+    if peft_config.orth_reg_weight > 0:
+        plan.regulariser = lambda: adalora_orthogonality(factors, peft_config.orth_reg_weight)
     plan.state_dict, plan.load_state_dict = state_dict, load_state_dict
     return plan
 

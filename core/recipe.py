@@ -23,7 +23,7 @@ from core import runs
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
 from core.events import EventSink, EventWriter, read_events
-from core.loop import Predictions, TrainResult, make_loss, predict, train
+from core.loop import Predictions, TrainResult, make_loss, predict, reset_peak_memory, train
 from core.metrics import build_report, predictions_frame, resolve_metric_for_best
 from core.models import ModelError, load_model, load_tokenizer, model_facts
 from core.strategies import StrategyError, build_strategy, save_for_inference
@@ -153,6 +153,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
                       resume: bool) -> RunOutcome:
     task = config.task
     t0 = time.monotonic()
+    reset_peak_memory(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     bundle = load_bundle(config.data, task)
     for warning in bundle.warnings:
         events({"type": "log", "level": "warning", "message": warning})

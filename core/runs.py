@@ -156,14 +156,25 @@ def connect(root: str | Path) -> sqlite3.Connection:
     """Open the index with WAL so the dashboard reads while the worker writes."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(root / INDEX, timeout=30, isolation_level=None)
+    # Switching a fresh database to WAL takes an exclusive lock that SQLite's busy timeout does not
+    # wait for: two first-ever connections at once (the dashboard and the worker) get "database is
+    # locked". Retry that case.
+    for attempt in range(50):
+        con = sqlite3.connect(root / INDEX, timeout=30, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(
+                """CREATE TABLE IF NOT EXISTS runs (
+                    run_id TEXT PRIMARY KEY, path TEXT, name TEXT, task TEXT, strategy TEXT, model TEXT,
+                    state TEXT, created REAL, finished REAL, headline_name TEXT, headline_value REAL, error TEXT)"""
+            )
+            break
+        except sqlite3.OperationalError as exc:
+            con.close()
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(0.05 + 0.01 * attempt)
     con.row_factory = sqlite3.Row
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute(
-        """CREATE TABLE IF NOT EXISTS runs (
-            run_id TEXT PRIMARY KEY, path TEXT, name TEXT, task TEXT, strategy TEXT, model TEXT,
-            state TEXT, created REAL, finished REAL, headline_name TEXT, headline_value REAL, error TEXT)"""
-    )
     return con
 
 

@@ -212,9 +212,9 @@ def build_discriminative(model: torch.nn.Module, config: RunConfig, num_train_ro
     return StrategyPlan("discriminative", model, groups, notes=["train.learning_rate is not used"])
 
 
-def unfreeze_stage(epoch: int, unfreeze_every: int, num_layers: int) -> int:
-    """Stage at ``epoch``: 0 = head only, k = head + top k layers (pooler with the top), L+1 = everything."""
-    return min(epoch // unfreeze_every, num_layers + 1)
+def unfreeze_stage(elapsed: int, unfreeze_every: int, num_layers: int) -> int:
+    """Stage after ``elapsed`` epochs (or steps): 0 = head only, k = head + top k layers (pooler with the top), L+1 = everything."""
+    return min(elapsed // unfreeze_every, num_layers + 1)
 
 
 def stage_params(parts: Parts, stage: int) -> Named:
@@ -236,15 +236,27 @@ def build_gradual_unfreeze(model: torch.nn.Module, config: RunConfig, num_train_
     parameters without gradients (no update, no weight decay), so it stays exactly as loaded.
     """
     parts = split_parts(model)
-    every, n = config.strategy.unfreeze_every, len(parts.layers)
-
-    def on_epoch_start(epoch: int) -> None:
-        set_trainable(model, stage_params(parts, unfreeze_stage(epoch, every, n)))
-
-    on_epoch_start(0)
+    every, every_steps, n = config.strategy.unfreeze_every, config.strategy.unfreeze_every_steps, len(parts.layers)
     groups = decay_groups(parts.all(), config.train.learning_rate, config.train.weight_decay, "all")
-    note = f"epoch 0: head only; every {every} epoch(s) one more layer from the top; embeddings from epoch {(n + 1) * every}"
-    return StrategyPlan("gradual_unfreeze", model, groups, on_epoch_start=on_epoch_start, notes=[note])
+    set_trainable(model, stage_params(parts, 0))
+    if not every_steps:
+        def on_epoch_start(epoch: int) -> None:
+            set_trainable(model, stage_params(parts, unfreeze_stage(epoch, every, n)))
+
+        note = f"epoch 0: head only; every {every} epoch(s) one more layer from the top; embeddings from epoch {(n + 1) * every}"
+        return StrategyPlan("gradual_unfreeze", model, groups, on_epoch_start=on_epoch_start, notes=[note])
+
+    # By steps: the depth follows the number of optimizer steps taken, which the checkpoint carries.
+    taken = {"steps": 0}
+
+    def after_optimizer_step(step_index: int) -> None:
+        taken["steps"] = step_index + 1
+        set_trainable(model, stage_params(parts, unfreeze_stage(taken["steps"], every_steps, n)))
+
+    note = (f"step 0: head only; every {every_steps} optimizer steps one more layer from the top; "
+            f"embeddings from step {(n + 1) * every_steps}")
+    return StrategyPlan("gradual_unfreeze", model, groups, after_optimizer_step=after_optimizer_step, notes=[note],
+                        state_dict=lambda: dict(taken), load_state_dict=lambda state: after_optimizer_step(state["steps"] - 1))
 
 
 def _lazy(module: str, name: str) -> Builder:
@@ -294,6 +306,11 @@ def save_for_inference(plan: StrategyPlan, model: torch.nn.Module, out_dir: Any)
     * lora / adalora / ia3: the merged full model (same as plain) plus ``adapter/`` (peft adapter + head).
     * prefix: the base model with the trained head plus ``adapter/``; needs peft to predict (load_saved does it).
     * adapter: full weights including the adapters and a ``tuneboard_adapter`` marker; load_saved rebuilds it.
+
+    Plain transformers would load the last two as the base model without the prefix or the adapters,
+    and predict something else without a word. So their ``config.json`` names a model type of our own
+    (:func:`guard_plain_loading`): plain loading stops with "does not recognize this architecture"
+    and the folder's README.md says how to load it.
     """
     out_dir = Path(out_dir)
     if plan.save_format in ("peft_merge", "peft_prefix"):
@@ -302,3 +319,30 @@ def save_for_inference(plan: StrategyPlan, model: torch.nn.Module, out_dir: Any)
         save_peft(plan, model, out_dir)
     else:  # "plain" and "adapter": the adapter's config marker was set when it was inserted
         model.save_pretrained(out_dir, safe_serialization=True)
+    if plan.save_format in ("peft_prefix", "adapter"):
+        guard_plain_loading(out_dir, plan.kind)
+
+
+GUARDED_TYPE = "tuneboard-{kind}"  # config.json's model_type for folders only Tuneboard can rebuild
+BASE_TYPE_KEY = "tuneboard_base_model_type"
+
+
+def guard_plain_loading(model_dir: Path, kind: str) -> None:
+    """Make plain transformers refuse ``model_dir`` instead of loading it without the strategy's extras."""
+    import json
+
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text())
+    config[BASE_TYPE_KEY] = config["model_type"]
+    config["model_type"] = GUARDED_TYPE.format(kind=kind)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (model_dir / "README.md").write_text(
+        f"# A Tuneboard model fine-tuned with the `{kind}` strategy\n\n"
+        f"Its weights include {'bottleneck adapters' if kind == 'adapter' else 'a trained prefix (in adapter/)'}, "
+        "which plain `transformers` can't express: loaded with `AutoModel…from_pretrained` or `pipeline()` it would be "
+        f"the base `{config[BASE_TYPE_KEY]}` model without them and predict something else. That is why `config.json` "
+        f"names the model type `{config['model_type']}`, which plain transformers refuses.\n\n"
+        "Load it with Tuneboard:\n\n```python\nfrom core.inference import Predictor\n"
+        "predictor = Predictor(\"path/to/this/folder\")\nprint(predictor.predict([\"a text\"]))\n```\n\n"
+        "or `python -m core predict RUN_DIR --data texts.csv --out predictions.csv`.\n"
+    )

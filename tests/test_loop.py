@@ -124,3 +124,26 @@ def test_losses_per_task(task):
         assert make_loss(task, weights)(logits, labels).item() == pytest.approx(math.log(2))
         smoothed = make_loss(task, label_smoothing=0.2)(torch.tensor([[5.0, -5.0]]), torch.tensor([0]))
         assert smoothed > make_loss(task)(torch.tensor([[5.0, -5.0]]), torch.tensor([0]))
+
+
+def test_peak_memory_restarts_per_run():
+    # A comparison runs its strategies in one process: each run's peak must be its own, not the largest
+    # so far. In a fresh process: an earlier test's malloc tuning keeps freed memory resident here.
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the CPU peak is reset through /proc")
+    code = (
+        "import torch\n"
+        "from core.loop import peak_memory_mb, reset_peak_memory\n"
+        "cpu = torch.device('cpu')\n"
+        "big = torch.ones(64 * 2**20)  # 256 MB, touched\n"
+        "with_big = peak_memory_mb(cpu)\n"
+        "del big\n"
+        "reset_peak_memory(cpu)\n"
+        "print(with_big, peak_memory_mb(cpu))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    with_big, after_reset = map(float, out)
+    assert after_reset < with_big - 200

@@ -166,6 +166,29 @@ def test_gradual_unfreeze_depth_follows_the_epoch_and_survives_resume(tmp_path):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
+def test_gradual_unfreeze_by_steps_follows_the_step_and_survives_resume(tmp_path):
+    # 8 steps, one more layer every 3: head only for steps 1-3, + top layer for 4-6, + layer 0 for 7-8;
+    # the embeddings (due after step 9) never train.
+    config = config_for("gradual_unfreeze", unfreeze_every_steps=3).replace(
+        train=TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, log_every=1))
+
+    def run(path, **kw):
+        plan = build_strategy(tiny_bert(), config)
+        return plan, fit(plan, config, path, **kw)[0]
+
+    initial = snapshot(tiny_bert())
+    whole, _ = run(tmp_path / "a")
+    after = snapshot(whole.model)
+    changed = {n for n in after if not torch.equal(initial[n], after[n])}
+    assert any("layer.0." in n for n in changed) and not any("embeddings" in n for n in changed)
+    _, cancelled = run(tmp_path / "b", stop_after=4)
+    assert cancelled.global_step == 4
+    resumed, result = run(tmp_path / "b", resume=True)
+    assert result.global_step == 8
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
 def test_adalora_really_reallocates_rank(tmp_path):
     config = config_for("adalora", lora_r=6, adalora_target_r=2).replace(
         train=TrainConfig(epochs=3, batch_size=8, learning_rate=5e-3, log_every=1, warmup_ratio=0.0))
@@ -262,11 +285,15 @@ def test_save_then_load_predicts_the_same(kind, tmp_path, tokenizer):
     tokenizer.save_pretrained(out)
     got = Predictor(out).logits(texts())
     assert np.allclose(got, expected, atol=1e-4)
-    if kind in ("prefix", "adapter"):
-        return  # model/ needs Tuneboard to rebuild these (see core.strategies.save_for_inference)
-    assert (out / "adapter" / "adapter_config.json").exists() == (kind in ("lora", "adalora", "ia3"))
     from transformers import pipeline
 
+    if kind in ("prefix", "adapter"):
+        # Plain transformers can't express these: it must refuse the folder, not predict without the extras.
+        with pytest.raises(ValueError, match=f"tuneboard-{kind}"):
+            pipeline("text-classification", model=str(out), tokenizer=str(out), device="cpu")
+        assert "Predictor" in (out / "README.md").read_text()
+        return
+    assert (out / "adapter" / "adapter_config.json").exists() == (kind in ("lora", "adalora", "ia3"))
     pipe = pipeline("text-classification", model=str(out), tokenizer=str(out), device="cpu")
     labels = [row["label"] for row in pipe(texts())]
     assert labels == [model.config.id2label[i] for i in expected.argmax(1)]
@@ -295,8 +322,9 @@ def test_resume_lands_on_the_same_step_and_weights(kind, tmp_path):
 # ~2e-4 over 2 layers), so it must first learn to route the sentence into [CLS]. A linear probe, a
 # prefix or bias terms alone can't do that in a few hundred steps on 2 layers; they run on all 6. So
 # does AdaLoRA: with peft's orthogonality penalty (weight 0.5) its 2-layer runs stay at the prior.
+# freeze (1 of 2 layers) sat on the edge: mixed-length batches (core.tokenize) tipped it below; 6 layers learn.
 REAL = {
-    "full": (2, 3, 2e-4), "freeze": (2, 3, 3e-4), "head_only": (6, 3, 1e-2), "bitfit": (6, 3, 5e-3),
+    "full": (2, 3, 2e-4), "freeze": (6, 3, 1e-4), "head_only": (6, 3, 1e-2), "bitfit": (6, 3, 5e-3),
     "llrd": (2, 3, 3e-4), "discriminative": (2, 3, None), "gradual_unfreeze": (2, 4, 3e-4), "lora": (2, 3, 5e-3),
     "adalora": (6, 3, 1e-2), "ia3": (2, 4, 3e-2), "prefix": (6, 3, 3e-2), "adapter": (6, 3, 1e-3),
 }

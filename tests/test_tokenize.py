@@ -53,6 +53,18 @@ def test_length_grouped_batches_cover_every_row_once_and_reduce_padding():
     assert grouped_pad < plain_pad / 5
 
 
+def test_a_small_set_is_grouped_in_several_windows_not_one_global_sort():
+    # 512 rows of distinct lengths: one global sort would make every batch 16 consecutive lengths
+    # (span 15), correlated batches that stalled LoRA; four windows of 128 rows keep batches mixed
+    # yet far narrower than random ones.
+    lengths = np.arange(512)
+    sampler = LengthGroupedBatches(lengths, batch_size=16, seed=3)
+    spans = [int(lengths[b].max() - lengths[b].min()) for b in sampler.batches()]
+    random_spans = [int(lengths[b].max() - lengths[b].min()) for b in LengthGroupedBatches(lengths, 16, 3, grouped=False).batches()]
+    assert np.median(spans) > 15 * 2
+    assert np.median(spans) < np.median(random_spans) / 3
+
+
 def test_batches_are_reproducible_per_epoch_and_skip_resumes_exactly():
     lengths = np.arange(100)
     a = LengthGroupedBatches(lengths, 8, seed=3)
