@@ -218,7 +218,8 @@ class TrainConfig:
     multi_label_threshold: float = _opt(0.5, "Probability above which a label is predicted (multi-label).", exclusive_min=0.0, max=1.0)
     precision: str = _opt(
         "auto",
-        "Numeric precision of training: auto = bf16 autocast where the CPU/GPU has native bf16, else fp32.",
+        "Numeric precision of training: auto = bf16 autocast where the CPU/GPU has native bf16, else fp32 "
+        "(regression stays fp32 under auto: bf16 predictions carry ~3 significant digits).",
         choices=("fp32", "bf16", "auto"),
     )
     cache_frozen_layers: bool = _opt(
