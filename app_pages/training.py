@@ -104,7 +104,7 @@ if run.active:
 # browser on the same machine, redrawing everything every 2 s cost the trainer 14% of its speed
 # (bench/polling.py: the server and the browser took ~6 CPU seconds per 20 s run); the status every
 # 5 s and the charts (a Plotly figure on the server, a Plotly render in the browser) every 10 s cost
-# under 1%.
+# ~4%.
 CHART_REFRESH_S = 10.0
 
 
