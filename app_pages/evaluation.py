@@ -232,7 +232,9 @@ with tabs[4]:
 with tabs[5]:
     if (model_dir / "config.json").exists():
         size_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
-        if (model_dir / "README.md").exists():  # prefix / adapter: see core.strategies.guard_plain_loading
+        from core.strategies import plain_loadable  # here, not at the top: core.strategies imports torch
+
+        if not plain_loadable(model_dir):  # prefix / adapter: see core.strategies.guard_plain_loading
             st.write(f"The best model ({size_mb:.0f} MB). Its prefix or adapters are beyond what plain transformers can "
                      "load, so it loads with Tuneboard: `core.inference.Predictor(folder)` (the README.md inside says how).")
         else:

@@ -8,10 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs, runs
-from core.events import read_events
 from ui import charts
 from ui.app_state import current_run_id, runs_root, select_run, show_run_problem
-from ui.runview import eval_frame, fmt_duration, load_run, progress, step_frame
+from ui.runview import eval_frame, fmt_duration, load_run, progress, read_run_events, step_frame
 
 REFRESH_S = 5.0  # seconds between status redraws; a step event is flushed the moment it happens
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "completed": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
@@ -108,18 +107,6 @@ if run.active:
 CHART_REFRESH_S = 10.0
 
 
-def run_events(view) -> list[dict]:
-    """The run's events, read incrementally: each redraw parses only the lines added since the last."""
-    cache = st.session_state.setdefault("_events_cache", {})
-    offset, events = cache.get(view.run_id, (0, []))
-    if not view.events_path.exists() or view.events_path.stat().st_size < offset:  # deleted, or rewritten by a resume
-        offset, events = 0, []
-    new, offset = read_events(view.events_path, offset)
-    events = events + new
-    cache[view.run_id] = (offset, events)
-    return events
-
-
 def status(run_id: str, was_active: bool) -> None:
     view = load_run(root, run_id)
     if view.state == "running" and not jobs.pid_alive(view.status.get("pid")):
@@ -127,7 +114,7 @@ def status(run_id: str, was_active: bool) -> None:
         view = load_run(root, run_id)
     if was_active and not view.active:
         st.rerun(scope="app")  # the run ended: redraw the page without the auto-refresh (and maybe go to evaluation)
-    prog = progress(run_events(view))
+    prog = progress(read_run_events(view, st.session_state.setdefault("_events_cache", {})))
     state = view.state
     first_points = st.session_state.setdefault("_first_points_drawn", set())
     if state == "running" and prog.step > 0 and run_id not in first_points:
@@ -161,7 +148,7 @@ def status(run_id: str, was_active: bool) -> None:
 
 def curves(run_id: str) -> None:
     view = load_run(root, run_id)
-    events = run_events(view)
+    events = read_run_events(view, st.session_state.setdefault("_events_cache", {}))
     steps = step_frame(events)
     evals = eval_frame(events)
     left, right = st.columns(2)

@@ -13,16 +13,12 @@ import datetime
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import BATCH, STEPS, Spec, train_flops
+from bench.common import BATCH, RESULTS, ROOT, STEPS, Spec, load_avg, run_worker, train_flops
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEMS = ("hf_tutorial", "hf_tuned", "hf_best", "hf_best_malloc", "tuneboard")
 # Which Trainer variants run per strategy by default: the targets compare full against all three,
 # freeze and lora against the tuned Trainer (bench --all-systems runs every pair).
@@ -38,19 +34,6 @@ LEVERS = [  # (label, strategy, epochs, the lever switched off relative to tuneb
     ("padding to a multiple of 8 (vs 1)", "full", 1, (("pad_to_multiple_of", 1),)),
     ("frozen-layer cache (vs recomputing), freeze", "freeze", 3, (("frozen_cache", False),)),
 ]
-
-
-def run_worker(module: str, *args: str, timeout: float = 1800) -> dict[str, Any]:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{module} {' '.join(args)[:200]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
-
-
-def load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def data_facts(spec: Spec) -> dict[str, Any]:

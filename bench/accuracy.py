@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import RESULTS, load_avg, run_worker
-from bench.common import SEED, STEPS, Spec
+from bench.common import RESULTS, SEED, STEPS, Spec, load_avg, run_worker
 
 
 def main(argv: list[str] | None = None) -> None:

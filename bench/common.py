@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+# Every benchmark subprocess: offline, quiet, tokenizers without their own thread pool.
+ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 
 MODEL = "bundled:minilm-l6"
 SOURCE = "sample:rotten_tomatoes"
@@ -21,6 +30,19 @@ FREEZE_LAYERS = 4
 LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "targets": ["query", "value"]}
 LEARNING_RATE = {"full": 1e-4, "freeze": 1e-4, "lora": 1e-3}  # high enough to move off the majority class in 100 steps; LoRA 10x
 STEPS = 100  # optimizer steps per configuration (about; a 3-epoch run does 3 x ceil(100 / 3))
+
+
+def run_worker(module: str, *args: str, timeout: float = 1800) -> dict[str, Any]:
+    """Run ``python -m module args`` in a fresh process and return the JSON of its last ``RESULT`` line."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{module} {' '.join(args)[:200]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 @dataclass(frozen=True)

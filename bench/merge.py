@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from bench.__main__ import RESULTS, markdown, ratios, update_readme
+from bench.__main__ import markdown, ratios, update_readme
+from bench.common import RESULTS
 
 
 def main(paths: list[str]) -> None:

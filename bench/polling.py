@@ -29,9 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+from bench.common import ENV, RESULTS, ROOT
 
 
 def run_config(name: str, rows: int, out_dir: Path) -> dict[str, Any]:

@@ -35,18 +35,7 @@ def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
         init = core.tokenize.LengthGroupedBatches.__init__
         core.tokenize.LengthGroupedBatches.__init__ = lambda self, *a, **k: init(self, *a, **{**k, "grouped": False})
     if levers.get("batch_order") == "trainer":  # transformers' order: windows in turn, each long to short, unshuffled
-        def trainer_order(self):
-            rng = np.random.default_rng([self.seed, self.epoch])
-            order = rng.permutation(len(self.lengths))
-            span = self.batch_size * max(1, min(self.window, len(order) // (self.batch_size * 4)))
-            batches = []
-            for start in range(0, len(order), span):
-                window = order[start : start + span]
-                window = window[np.argsort(-self.lengths[window], kind="stable")]
-                batches.extend(window[i : i + self.batch_size].tolist() for i in range(0, len(window), self.batch_size))
-            return batches
-
-        core.tokenize.LengthGroupedBatches.batches = trainer_order
+        core.tokenize.LengthGroupedBatches.batches = lambda self: self.window_batches(np.random.default_rng([self.seed, self.epoch]))
     if "threads" in levers:
         torch.set_num_threads(levers["threads"])
     return train_overrides

@@ -327,6 +327,13 @@ GUARDED_TYPE = "tuneboard-{kind}"  # config.json's model_type for folders only T
 BASE_TYPE_KEY = "tuneboard_base_model_type"
 
 
+def plain_loadable(model_dir: str | Path) -> bool:
+    """Whether plain transformers (``from_pretrained``, ``pipeline()``) loads ``model_dir`` as trained."""
+    import json
+
+    return BASE_TYPE_KEY not in json.loads((Path(model_dir) / "config.json").read_text())
+
+
 def guard_plain_loading(model_dir: Path, kind: str) -> None:
     """Make plain transformers refuse ``model_dir`` instead of loading it without the strategy's extras."""
     import json

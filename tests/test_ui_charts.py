@@ -104,3 +104,29 @@ def test_load_run_explains_missing_and_half_written_runs(tmp_path):
     (tmp_path / "half" / "status.json").write_text('{"state": "runn')
     half = load_run(tmp_path, "half")
     assert half.state == "broken" and "config.json" in half.problem
+
+
+def test_cached_event_reading_adds_only_new_lines_and_restarts_on_a_shorter_file(tmp_path):
+    # The Training page redraws every few seconds: each redraw must see every event exactly once.
+    import json
+
+    from ui.runview import RunView, read_run_events
+
+    view = RunView("r1", tmp_path, "running")
+    path = view.events_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(mode: str, steps: range) -> None:
+        with path.open(mode) as f:
+            f.writelines(json.dumps({"type": "step", "step": s, "t": s}) + "\n" for s in steps)
+
+    cache: dict = {}
+    write("w", range(1, 4))
+    assert [e["step"] for e in read_run_events(view, cache)] == [1, 2, 3]
+    write("a", range(4, 6))
+    with path.open("a") as f:
+        f.write('{"type": "step", "st')  # a line still being written waits for the next redraw
+    assert [e["step"] for e in read_run_events(view, cache)] == [1, 2, 3, 4, 5]
+    assert read_run_events(view, cache) == read_run_events(view)  # the cache agrees with a full read
+    write("w", range(1, 2))  # rewritten shorter: read again from the start
+    assert [e["step"] for e in read_run_events(view, cache)] == [1]

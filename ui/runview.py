@@ -139,8 +139,21 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def read_run_events(run: RunView) -> list[dict[str, Any]]:
-    return read_events(run.events_path)[0]
+def read_run_events(run: RunView, cache: dict[str, tuple[int, list[dict[str, Any]]]] | None = None) -> list[dict[str, Any]]:
+    """The run's events. With ``cache`` (kept across redraws, e.g. in session state) each call parses only the
+    lines added since the last one; a file that shrank (deleted, rewritten) is read again from the start."""
+    if cache is None:
+        return read_events(run.events_path)[0]
+    offset, events = cache.get(run.run_id, (0, []))
+    try:
+        if run.events_path.stat().st_size < offset:
+            offset, events = 0, []
+    except OSError:
+        offset, events = 0, []
+    new, offset = read_events(run.events_path, offset)
+    events = events + new if new else events
+    cache[run.run_id] = (offset, events)
+    return events
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
