@@ -29,6 +29,7 @@ DEFAULT_SYSTEMS = {"full": ("hf_tutorial", "hf_tuned", "hf_best", "tuneboard", "
 ONE_CONFIG_ONLY, ONE_CONFIG_EPOCHS = ("hf_tutorial", "hf_best_malloc"), (1,)
 LEVERS = [  # (label, strategy, epochs, the lever switched off relative to tuneboard's defaults)
     ("bf16 autocast (vs fp32)", "full", 1, (("precision", "fp32"),)),
+    ("CPU dropout + eager attention (vs torch dropout + SDPA)", "full", 1, (("fast_cpu_dropout", False),)),
     ("fused AdamW (vs for-loop AdamW)", "full", 1, (("fused_adamw", False),)),
     ("malloc thresholds (vs glibc defaults)", "full", 1, (("allocator", False),)),
     ("padding to a multiple of 8 (vs 1)", "full", 1, (("pad_to_multiple_of", 1),)),

@@ -29,6 +29,10 @@ def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
         core.tokenize.PaddingCollator.__init__.__defaults__ = (levers["pad_to_multiple_of"],)
     if "precision" in levers:
         train_overrides["precision"] = levers["precision"]
+    if "log_every" in levers:
+        train_overrides["log_every"] = levers["log_every"]
+    if levers.get("fast_cpu_dropout") is False:
+        train_overrides["fast_cpu_dropout"] = False
     if levers.get("frozen_cache") is False:
         train_overrides["cache_frozen_layers"] = False
     if levers.get("length_grouping") is False:  # random batches instead of length-grouped ones

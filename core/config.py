@@ -225,6 +225,10 @@ class TrainConfig:
     cache_frozen_layers: bool = _opt(
         True, "Compute the frozen bottom layers once per row and reuse their output every epoch (freeze strategy)."
     )
+    fast_cpu_dropout: bool = _opt(
+        True, "On the CPU: dropout masks from 16-bit random lanes (~3.5x cheaper than torch's, same distribution; "
+        "the rate is rounded to 1/65536) and eager attention. No effect on GPUs."
+    )
     log_every: int = _opt(10, "Write a step event every N optimizer steps.", min=1)
     seed: int = _opt(42, "Seed of initialisation, shuffling and dropout.", min=0)
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.cpu_dropout import use_eager_attention
 from core.loop import autocast
 from core.metrics import sigmoid, softmax
 from core.models import load_saved
@@ -39,6 +40,8 @@ class Predictor:
         self.batch_size = batch_size
         self.precision = precision
         self.device = next(self.model.parameters()).device
+        if self.device.type == "cpu":
+            use_eager_attention(self.model)  # 2% (fp32) to 7% (bf16) more texts/s than SDPA on the CPU
         self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", 512))
         self.collator = PaddingCollator(self.tokenizer.pad_token_id or 0, "token" if self.task == "token" else "single_label")
 

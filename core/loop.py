@@ -34,6 +34,7 @@ from transformers import get_scheduler
 
 from core import frozen_cache
 from core.config import RunConfig, TrainConfig
+from core.cpu_dropout import use_cpu_dropout
 from core.events import EventSink
 from core.frozen_cache import FrozenPrefixCache
 from core.metrics import greater_is_better
@@ -219,8 +220,11 @@ def train(
     # --- optimizer and schedule ---------------------------------------------------------------
     fast_path = accelerator.device.type == "cuda" or resolve_precision(cfg.precision, config.task) == "bf16"
     optimizer = make_optimizer(plan.param_groups, cfg.learning_rate, accelerator.device, fused=fast_path)
+    # ceil, as transformers' Trainer rounds a warmup ratio: the two schedules agree step for step (bench.equivalence).
     scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
-                              num_warmup_steps=round(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+                              num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+    if accelerator.device.type == "cpu" and cfg.fast_cpu_dropout:
+        use_cpu_dropout(plan.model)  # dropout was 22% of a CPU step; see core/cpu_dropout.py
     model, optimizer, scheduler = accelerator.prepare(plan.model, optimizer, scheduler)
     # All parameters, not those trainable now: gradual unfreezing adds some later, and clipping skips
     # parameters without a gradient anyway.
@@ -334,6 +338,7 @@ def train(
 
             if cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            step_lr = max(g["lr"] for g in optimizer.param_groups)  # the rate this step uses, logged with its loss
             optimizer.step()
             scheduler.step()
             if plan.after_optimizer_step is not None:
@@ -347,7 +352,7 @@ def train(
                 # The only host sync of the step loop: one .item() per logged window, not per step.
                 now = time.monotonic() - state["side_seconds"]
                 events({"type": "step", "step": step, "epoch": round(epoch + state["micro_in_epoch"] / micro_per_epoch, 4),
-                        "loss": float(window_loss.item()) / window_steps, "lr": max(g["lr"] for g in optimizer.param_groups),
+                        "loss": float(window_loss.item()) / window_steps, "lr": step_lr,
                         "samples_per_s": window_samples / max(now - window_start, 1e-9)})
                 window_loss.zero_()
                 window_steps, window_samples, window_start = 0, 0, now

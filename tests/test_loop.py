@@ -67,6 +67,18 @@ def test_loss_falls_and_the_task_is_learned(tmp_path):
     assert kinds[0] == "start" and kinds.count("eval") == 3  # one evaluation per epoch
 
 
+def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
+    # Warmup rounds up as transformers' Trainer does (60 steps x 0.1 = 6; x 0.105 = 6.3 -> 7 steps, where
+    # round() would give 6), and each step event carries the rate its optimizer step used: 0 on the first
+    # step of a warmup from zero.
+    for ratio, warmup in ((0.1, 6), (0.105, 7)):
+        _, events, _, _ = run(tmp_path / str(ratio), warmup_ratio=ratio)
+        lrs = [e["lr"] for e in events if e["type"] == "step"]
+        assert lrs[0] == 0.0
+        assert lrs[warmup] == pytest.approx(3e-3) and lrs[warmup - 1] < 3e-3
+        assert lrs[-1] == pytest.approx(3e-3 / (60 - warmup))  # linear decay: the last step's rate is one step above zero
+
+
 def test_accumulation_and_fractional_epochs_set_the_step_count(tmp_path):
     result, events, _, _ = run(tmp_path, epochs=1.5, gradient_accumulation_steps=3)
     per_epoch = math.ceil(20 / 3)  # 320 rows / 16 = 20 batches

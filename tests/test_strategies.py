@@ -324,9 +324,11 @@ def test_resume_lands_on_the_same_step_and_weights(kind, tmp_path):
 # prefix or bias terms alone can't do that in a few hundred steps on 2 layers; they run on all 6. So
 # does AdaLoRA: with peft's orthogonality penalty (weight 0.5) its 2-layer runs stay at the prior.
 # freeze (1 of 2 layers) sat on the edge: mixed-length batches (core.tokenize) tipped it below; 6 layers learn.
+# gradual_unfreeze on 2 layers sat there too (seed 42 fell to 0.42 with new dropout draws, seeds 43-49
+# reached 0.61-0.66); on 6 layers seeds 42-45 reach 0.70-0.74.
 REAL = {
     "full": (2, 3, 2e-4), "freeze": (6, 3, 1e-4), "head_only": (6, 3, 1e-2), "bitfit": (6, 3, 5e-3),
-    "llrd": (2, 3, 3e-4), "discriminative": (2, 3, None), "gradual_unfreeze": (2, 4, 3e-4), "lora": (2, 3, 5e-3),
+    "llrd": (2, 3, 3e-4), "discriminative": (2, 3, None), "gradual_unfreeze": (6, 3, 3e-4), "lora": (2, 3, 5e-3),
     "adalora": (6, 3, 1e-2), "ia3": (2, 4, 3e-2), "prefix": (6, 3, 3e-2), "adapter": (6, 3, 1e-3),
 }
 
