@@ -10,9 +10,11 @@ import streamlit as st
 from core import jobs, runs
 from ui import charts
 from ui.app_state import current_run_id, runs_root, select_run, show_run_problem
-from ui.runview import eval_frame, fmt_duration, load_run, progress, read_run_events, step_frame
+from ui.runview import eval_frame, fmt_duration, live_cadence, load_run, progress, read_run_events, step_frame
 
-REFRESH_S = 5.0  # seconds between status redraws; a step event is flushed the moment it happens
+# Seconds between status and chart redraws while a run is active (a step event is flushed the moment it
+# happens): 10 s / 20 s on machines of up to 4 cores, 5 s / 10 s above (see ui.runview.live_cadence).
+REFRESH_S, CHART_REFRESH_S = live_cadence()
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "completed": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
                "broken": "🧩"}
 
@@ -103,8 +105,7 @@ if run.active:
 # browser on the same machine, redrawing everything every 2 s cost the trainer 14% of its speed
 # (bench/polling.py: the server and the browser took ~6 CPU seconds per 20 s run); the status every
 # 5 s and the charts (a Plotly figure on the server, a Plotly render in the browser) every 10 s cost
-# ~4%.
-CHART_REFRESH_S = 10.0
+# 9.8% once the trainer got faster, every 10 s / 20 s 2.7% (live_cadence picks by core count).
 
 
 def status(run_id: str, was_active: bool) -> None:

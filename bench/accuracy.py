@@ -6,7 +6,8 @@ So this measures each configuration over ``--seeds`` training seeds (head initia
 batch order; the data subset and the evaluation rows stay fixed), systems interleaved per seed, and
 reports mean ± standard deviation and the difference of the means with its standard error.
 
-Results: bench/results/accuracy.{json,md}.
+Results: bench/results/accuracy.{json,md} (with ``--steps N`` other than the default:
+accuracy-N-steps.{json,md}).
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {strategy} | {epochs} | " + " | ".join(cells) + f" | {100 * diff:+.1f} ± {100 * se:.1f} pt |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "accuracy.json").write_text(json.dumps({"date": date, "seeds": args.seeds, "results": results, "summary": summary}, indent=2))
-    (out / "accuracy.md").write_text("\n".join(lines) + "\n")
+    stem = "accuracy" if args.steps == STEPS else f"accuracy-{args.steps}-steps"
+    (out / f"{stem}.json").write_text(json.dumps({"date": date, "seeds": args.seeds, "steps": args.steps, "results": results,
+                                                  "summary": summary}, indent=2))
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -19,17 +19,21 @@ import argparse
 import datetime
 import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import BATCH, RESULTS, SEED, STEPS, Spec, load_avg, quiet, run_worker
+from bench.common import BATCH, ENV, RESULTS, SEED, STEPS, Spec, load_avg, quiet, run_worker
 
 
 def no_dropout(model: Any) -> None:
     """Every dropout module of BERT and peft off (BERT's attention reads its rate from one, too)."""
     import torch
+
+    if os.environ.get("BENCH_KEEP_DROPOUT") == "1":  # --keep-dropout: batches shared, dropout draws not
+        return
 
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -101,6 +105,12 @@ def tuneboard_side(spec: Spec, batches_file: Path) -> dict[str, Any]:
         return plan
 
     core.recipe.build_strategy = build_strategy
+    if os.environ.get("BENCH_DROPOUT_SEED"):  # the loop's seed (dropout draws) apart from the initialisation's
+        from accelerate.utils import set_seed
+
+        import core.loop
+
+        core.loop.set_seed = lambda _seed: set_seed(int(os.environ["BENCH_DROPOUT_SEED"]))
     result = tb_runner.run(Spec(**{**spec.to_dict(), "levers": tuple(spec.levers) + (("log_every", 1),)}))
     steps = [e for e in read_events(Path(result["run_dir"]) / EVENTS)[0] if e["type"] == "step"]
     return {"accuracy": result["accuracy"], "eval_loss": result["eval_loss"], "loss": [e["loss"] for e in steps],
@@ -109,10 +119,13 @@ def tuneboard_side(spec: Spec, batches_file: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.equivalence", description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="full:1,lora:3", help="strategy:epochs list (default %(default)s)")
+    parser.add_argument("--configs", default="full:1,freeze:3,lora:3", help="strategy:epochs list (default %(default)s)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--precision", default="fp32", help="Tuneboard's precision: fp32 (as the Trainer here) or auto")
+    parser.add_argument("--keep-dropout", action="store_true",
+                        help="leave dropout on: the batches are shared, the dropout draws are each system's own "
+                             "(accuracy only; the loss curves then differ from the first step)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--side", choices=["hf", "tuneboard"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -125,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         print("RESULT " + json.dumps(side(spec, Path(args.batches))), flush=True)
         return
 
+    if args.keep_dropout:
+        ENV["BENCH_KEEP_DROPOUT"] = "1"  # the workers' environment
     load_start = load_avg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-equivalence-") as tmp:
@@ -163,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"| {r['hf_eval_loss']:.4f} / {r['tb_eval_loss']:.4f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "equivalence" if args.precision == "fp32" else f"equivalence-{args.precision}"
+    stem = "equivalence" + ("" if args.precision == "fp32" else f"-{args.precision}") + ("-keep-dropout" if args.keep_dropout else "")
     (out / f"{stem}.json").write_text(json.dumps({"date": date, "seed": args.seed, "precision": args.precision,
                                                       "results": rows}, indent=2))
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")

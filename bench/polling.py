@@ -70,12 +70,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_dashboard(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_dashboard(root: Path, cadence: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port), "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**ENV, "TUNEBOARD_HOME": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env={**ENV, "TUNEBOARD_HOME": str(root), **(cadence or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.polling", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1600, help="training rows (one epoch at batch 16; default %(default)s)")
     parser.add_argument("--pairs", type=int, default=2, help="(cli, dashboard) pairs, alternating order (default %(default)s)")
+    parser.add_argument("--status-every", type=float, help="the Training page's status cadence, s (default: the page's, "
+                                                             "ui.runview.live_cadence)")
+    parser.add_argument("--charts-every", type=float, help="its charts' cadence, s (default: the page's)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -149,7 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="tuneboard-polling-"))
     dash_root = work / "dashboard"
     dash_root.mkdir()
-    server, url = start_dashboard(dash_root)
+    from ui.runview import live_cadence
+
+    default_status, default_charts = live_cadence()
+    args.status_every = args.status_every or default_status
+    args.charts_every = args.charts_every or default_charts
+    cadence = {"TUNEBOARD_STATUS_EVERY_S": str(args.status_every), "TUNEBOARD_CHARTS_EVERY_S": str(args.charts_every)}
+    server, url = start_dashboard(dash_root, cadence)
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()[0]
     try:
@@ -178,11 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     ratio = mean("dashboard", "samples_per_s") / mean("cli", "samples_per_s")
     wall_ratio = mean("dashboard", "wall_s") / mean("cli", "wall_s")
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = {"date": date, "rows": args.rows, "pairs": args.pairs, "results": results, "samples_per_s_ratio": ratio,
+    report = {"date": date, "rows": args.rows, "pairs": args.pairs, "status_every_s": args.status_every,
+              "charts_every_s": args.charts_every, "results": results, "samples_per_s_ratio": ratio,
               "wall_ratio": wall_ratio, "load_start": load_start, "load_end": os.getloadavg()[0]}
     lines = [f"Dashboard polling overhead, {date}: MiniLM-L6 full fine-tuning, {args.rows} rotten_tomatoes rows, one epoch at "
              f"batch 16, the same config from the CLI and from the dashboard's queue watched in headless chromium "
-             "(Training page: status every 5 s, charts every 10 s); "
+             f"(Training page: status every {args.status_every:g} s, charts every {args.charts_every:g} s); "
              f"{args.pairs} alternating pairs (load {load_start:.2f} → {report['load_end']:.2f}).", "",
              "| pair | how | train samples/s | wall s | CPU s of the Streamlit server | CPU s of the browser |",
              "|---|---|---|---|---|---|"]

@@ -130,3 +130,14 @@ def test_cached_event_reading_adds_only_new_lines_and_restarts_on_a_shorter_file
     assert read_run_events(view, cache) == read_run_events(view)  # the cache agrees with a full read
     write("w", range(1, 2))  # rewritten shorter: read again from the start
     assert [e["step"] for e in read_run_events(view, cache)] == [1]
+
+
+def test_live_cadence_slows_down_on_small_machines_and_the_environment_wins(monkeypatch):
+    from ui.runview import live_cadence
+
+    monkeypatch.delenv("TUNEBOARD_STATUS_EVERY_S", raising=False)
+    monkeypatch.delenv("TUNEBOARD_CHARTS_EVERY_S", raising=False)
+    assert live_cadence(cores=2) == (10.0, 20.0)  # the browser likely shares the trainer's cores
+    assert live_cadence(cores=16) == (5.0, 10.0)
+    monkeypatch.setenv("TUNEBOARD_STATUS_EVERY_S", "3")
+    assert live_cadence(cores=2) == (3.0, 20.0)

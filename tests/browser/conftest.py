@@ -33,7 +33,10 @@ def app_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser") / "runs"
     port = free_port()
     env = {**os.environ, "TUNEBOARD_HOME": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "TUNEBOARD_WORKER_IDLE_S": "30", "OMP_NUM_THREADS": "2"}
+           "TUNEBOARD_WORKER_IDLE_S": "30", "OMP_NUM_THREADS": "2",
+           # The faster cadence of larger machines: the test's waits (progress moves, refresh mid-run)
+           # were sized for it, and what it checks does not depend on the pace.
+           "TUNEBOARD_STATUS_EVERY_S": "5", "TUNEBOARD_CHARTS_EVERY_S": "10"}
     log = (tmp_path_factory.getbasetemp() / f"streamlit-{port}.log").open("wb")
     # a 1 MB upload limit lets the test prove that an oversized upload is refused without a 200 MB file
     proc = subprocess.Popen(
