@@ -153,7 +153,10 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
                       resume: bool) -> RunOutcome:
     task = config.task
     t0 = time.monotonic()
-    reset_peak_memory(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()  # the loop applies config.train.precision itself (see core.loop.autocast)
+    reset_peak_memory(accelerator.device)  # the device whose peak the loop reports; data loading counts too
     bundle = load_bundle(config.data, task)
     for warning in bundle.warnings:
         events({"type": "log", "level": "warning", "message": warning})
@@ -187,9 +190,6 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         save_model(m, str(tmp))
         os.replace(tmp, best_path)
 
-    from accelerate import Accelerator
-
-    accelerator = Accelerator()  # the loop applies config.train.precision itself (see core.loop.autocast)
     result = train(config, plan, encoded["train"], encoded["validation"], collator=collator, loss_fn=loss_fn,
                    score=score, metric_name=metric_name, events=events, should_stop=stop,
                    checkpoint_dir=run_dir / runs.CHECKPOINT_DIR, on_best=save_best, resume=resume,

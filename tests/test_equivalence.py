@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import core.tokenize
-from core.config import ModelConfig, RunConfig, StrategyConfig, TrainConfig
+from bench.equivalence import batch_recorder, no_dropout
+from core.config import ModelConfig, StrategyConfig, TrainConfig
 from core.data import label_ids, load_bundle
 from core.loop import make_loss, train
 from core.models import load_model, load_tokenizer
@@ -24,12 +24,6 @@ from tests.tiny import tiny_config
 # this large makes decaying the wrong parameters visible: with LayerNorm and biases decayed too, full
 # fine-tuning's losses part by 5e-6 within 12 steps; the two loops agree to 6e-8.
 HYPER = {"learning_rate": 2e-4, "weight_decay": 0.5, "warmup_ratio": 0.1, "max_grad_norm": 1.0, "seed": 7}
-
-
-def no_dropout(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
 
 
 @pytest.mark.parametrize("kind", ["full", "lora"])
@@ -46,20 +40,14 @@ def test_loop_matches_trainer_step_for_step(kind, tmp_path, monkeypatch):
     encoded = encode_split(bundle.train, "single_label", tokenizer, 64, targets)
     rows = [dict(r) for r in encoded.features]
 
-    # --- Trainer, recording the rows of each batch it draws ----------------------------------------
+    # --- Trainer, recording the rows of each batch it draws (the benchmark's recorder) ---------------
     set_seed(HYPER["seed"])
     model = load_model(ModelConfig(num_layers=2, max_length=64), "single_label", bundle.labels.names)
     if kind == "lora":
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, lora_dropout=0.1,
                                                  target_modules=["query", "value"]))
     no_dropout(model)
-    index = {(tuple(r["input_ids"]), int(r["labels"])): i for i, r in enumerate(rows)}
-    drawn: list[list[int]] = []
-    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-
-    def recording_collator(features):
-        drawn.append([index[(tuple(f["input_ids"]), int(f["labels"]))] for f in features])
-        return collate(features)
+    recording_collator, drawn = batch_recorder(rows, DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
 
     args = TrainingArguments(output_dir=str(tmp_path / "hf"), per_device_train_batch_size=16, num_train_epochs=2,
                              learning_rate=HYPER["learning_rate"], weight_decay=HYPER["weight_decay"],
@@ -77,7 +65,7 @@ def test_loop_matches_trainer_step_for_step(kind, tmp_path, monkeypatch):
                         lambda self: drawn[self.epoch * per_epoch:(self.epoch + 1) * per_epoch])
     set_seed(HYPER["seed"])
     ours = load_model(ModelConfig(num_layers=2, max_length=64), "single_label", bundle.labels.names)
-    plan = build_strategy(ours, RunConfig(**{**config.__dict__}), num_train_rows=len(rows))
+    plan = build_strategy(ours, config, num_train_rows=len(rows))
     no_dropout(plan.model)
     events: list[dict] = []
     train(config, plan, encoded, encoded, collator=PaddingCollator(tokenizer.pad_token_id, "single_label"),

@@ -79,6 +79,17 @@ def test_logged_learning_rate_is_the_one_each_step_used(tmp_path):
         assert lrs[-1] == pytest.approx(3e-3 / (60 - warmup))  # linear decay: the last step's rate is one step above zero
 
 
+def test_fast_cpu_dropout_is_a_switch(tmp_path):
+    # On (the default) the loop trains with core.cpu_dropout and its eager attention; off, torch's own stays.
+    def dropout_kinds(model):
+        return {type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    _, _, on, _ = run(tmp_path / "on", epochs=1)
+    _, _, off, _ = run(tmp_path / "off", epochs=1, fast_cpu_dropout=False)
+    assert dropout_kinds(on) == {"CpuDropout"} and on.config._attn_implementation == "tuneboard_eager"
+    assert dropout_kinds(off) == {"Dropout"} and off.config._attn_implementation != "tuneboard_eager"
+
+
 def test_accumulation_and_fractional_epochs_set_the_step_count(tmp_path):
     result, events, _, _ = run(tmp_path, epochs=1.5, gradient_accumulation_steps=3)
     per_epoch = math.ceil(20 / 3)  # 320 rows / 16 = 20 batches

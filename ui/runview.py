@@ -7,6 +7,7 @@ Everything tolerates half-written and deleted directories: a problem becomes a s
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +198,6 @@ def live_cadence(cores: int | None = None) -> tuple[float, float]:
     machines with up to 4 cores redraw at the slower pace. ``TUNEBOARD_STATUS_EVERY_S`` and
     ``TUNEBOARD_CHARTS_EVERY_S`` override either.
     """
-    import os
-
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     status, charts = (10.0, 20.0) if cores <= 4 else (5.0, 10.0)
