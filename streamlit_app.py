@@ -18,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import streamlit as st  # noqa: E402
 
 from core import runs  # noqa: E402
-from ui.app_state import current_run_id, runs_root, select_run  # noqa: E402
+from ui.app_state import current_run_id, restore_draft, runs_root, save_draft, select_run  # noqa: E402
 from ui.runview import short_label  # noqa: E402
 from ui.widgets import keep_draft  # noqa: E402
 
@@ -33,6 +33,7 @@ PAGES = {
 }
 
 page = st.navigation(list(PAGES.values()))
+restore_draft()  # a refresh, a second tab on the same link or a server restart: the draft comes back from the server
 keep_draft()
 
 target = st.query_params.get("page")
@@ -57,13 +58,18 @@ with st.sidebar:
         return f"{run_id} (not found)" if s is None else short_label(run_id, s.name)
 
     if options:
-        picked = st.selectbox("Run", options, index=options.index(selected) if selected in options else 0,
-                              format_func=label, help="The run the Training and Evaluation pages show; also in the URL as ?run=")
-        if picked != selected:
+        # No run picked (a fresh start, or the shown run was just deleted): say so, don't pick the next one.
+        picked = st.selectbox("Run", options, index=options.index(selected) if selected in options else None,
+                              format_func=label, placeholder="Choose a run",
+                              help="The run the Training and Evaluation pages show; also in the URL as ?run=")
+        if picked is not None and picked != selected:
             select_run(picked)
             selected = picked
     else:
         st.caption("No runs yet.")
     st.caption(f"Runs folder: `{root}`")
 
-page.run()
+try:
+    page.run()
+finally:  # also after st.stop() and st.switch_page(), which end a page early by raising
+    save_draft()

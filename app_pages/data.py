@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,11 @@ import pandas as pd
 import streamlit as st
 
 from core.config import TASKS, ConfigError, DataConfig, ModelConfig
-from core.data import DataError, data_checks, detect_columns, list_samples, load_bundle, read_table
+from core.data import DataError, data_checks, detect_columns, list_samples, load_bundle, read_conll, read_table
+from core.uploads import replace_upload_paths, save_upload
 from ui import charts
-from ui.app_state import runs_root
-from ui.forms import TASK_HELP, key
+from ui.app_state import runs_root, seed
+from ui.forms import TASK_HELP, for_the_form, key
 from ui.html import entity_colors, highlight
 
 PAGE_ROWS = 25
@@ -30,8 +30,15 @@ def samples() -> list[Any]:
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=8)
-def table(path: str, mtime: float) -> pd.DataFrame:
-    return read_table(path)
+def table(path: str, mtime: float, task: str) -> pd.DataFrame | None:
+    """The file as a table, or None for a CoNLL file read for the token task (its columns are fixed)."""
+    try:
+        return read_table(path)
+    except DataError:
+        if task != "token":
+            raise
+        read_conll(path)  # raises the CoNLL reader's own message if it is no CoNLL file either
+        return None
 
 
 @st.cache_data(show_spinner="Loading, validating and splitting the data…", max_entries=8)
@@ -51,35 +58,15 @@ def tokenizer(model_name: str) -> Any:
 
 @st.cache_data(show_spinner="Counting tokens…", max_entries=8)
 def token_lengths(cfg_json: str, task: str, mtime: float, model_name: str, limit: int = 3000) -> list[int]:
+    from core.tokenize import untruncated_lengths
+
     bundle, _ = bundle_and_checks(cfg_json, task, mtime)
-    train = bundle.train.head(limit)
-    tok = tokenizer(model_name)
-    if task == "token":
-        enc = tok([list(t) for t in train["tokens"]], is_split_into_words=True, truncation=False)
-    elif "text_pair" in train:
-        enc = tok(train["text"].astype(str).tolist(), train["text_pair"].astype(str).tolist(), truncation=False)
-    else:
-        enc = tok(train["text"].astype(str).tolist(), truncation=False)
-    return [len(ids) for ids in enc["input_ids"]]
-
-
-def save_upload(upload: Any) -> Path:
-    """Keep an upload under <runs root>/.uploads so the training subprocess can read it later."""
-    data = upload.getvalue()
-    folder = runs_root() / ".uploads" / hashlib.sha1(data).hexdigest()[:12]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / Path(upload.name).name
-    if not path.exists():
-        path.write_bytes(data)
-    return path
+    return untruncated_lengths(bundle.train.head(limit), task, tokenizer(model_name)).tolist()
 
 
 def say(exc: Exception) -> str:
-    """An error message naming uploads by their own name, not by where the dashboard keeps them."""
-    text = str(exc)
-    for saved, name in shown_names.items():
-        text = text.replace(saved, name)
-    return text
+    """An error message naming uploads by their own name and options by the widgets on this page."""
+    return for_the_form(replace_upload_paths(str(exc), runs_root()))
 
 
 def mtime_of(source: str) -> float:
@@ -104,13 +91,13 @@ if pending:  # a YAML config loaded on the Strategy page: show its data source h
         st.session_state["data_path"] = pending
 kind = st.radio("Source", kinds, horizontal=True, key="data_source_kind")
 source: str | None = None
-shown_names: dict[str, str] = {}  # the saved copy of an upload -> the name the user knows
 suggested_task = st.session_state.get(key("run", "task"), "single_label")
 
 if kind == "Bundled sample":
     names = [s.name for s in sample_list]
     current = st.session_state.get(key("data", "source"), "sample:rotten_tomatoes").removeprefix("sample:")
-    name = st.selectbox("Sample", names, index=names.index(current) if current in names else 0, key="data_sample",
+    seed("data_sample", current if current in names else names[0])
+    name = st.selectbox("Sample", names, key="data_sample",
                         format_func=lambda n: f"{n} — {next(s for s in sample_list if s.name == n).description}")
     info = next(s for s in sample_list if s.name == name)
     st.caption(f"{info.num_rows:,} rows · task {info.task} · labels: {', '.join(info.labels[:12])}{' …' if len(info.labels) > 12 else ''}")
@@ -125,8 +112,13 @@ elif kind == "Upload a file":
     st.caption(f"Up to {limit_mb} MB per file; a larger file is refused (give its path instead, or raise "
                "server.maxUploadSize in .streamlit/config.toml).")
     if upload is not None:
-        source = str(save_upload(upload))
-        shown_names[source] = upload.name
+        source = str(save_upload(runs_root(), upload.name, upload.getvalue()))
+        st.session_state["data_upload_path"] = source
+    elif st.session_state.get("data_upload_path") and Path(st.session_state["data_upload_path"]).exists():
+        # After a refresh the uploader is empty (a browser can't be handed a file back), but the
+        # server kept the file: go on with it rather than silently fall back to a sample.
+        source = st.session_state["data_upload_path"]
+        st.caption(f"Using **{Path(source).name}**, uploaded earlier. Upload another file to replace it.")
 else:
     path_text = st.text_input("File or folder", key="data_path", placeholder="/data/reviews.csv or a folder of <label>/*.txt")
     if path_text.strip():
@@ -136,35 +128,42 @@ if source is None:
     st.info("Choose a sample, upload a file or give a path to continue.")
     st.stop()
 
-task = st.selectbox("Task", TASKS, index=TASKS.index(suggested_task) if suggested_task in TASKS else 0,
+seed("data_task", suggested_task if suggested_task in TASKS else TASKS[0])
+task = st.selectbox("Task", TASKS,
                     format_func=lambda t: f"{t} — {TASK_HELP[t]}", key="data_task")
 
 # --- column mapping (files only: samples come in the canonical layout) ------------------------------------
 columns: dict[str, str | None] = {"text_column": None, "text_pair_column": None, "label_column": None}
+detect_problem: str | None = None
 if not source.startswith("sample:"):
     try:
-        raw = table(source, mtime_of(source))
+        raw = table(source, mtime_of(source), task)
     except DataError as exc:
         st.error(say(exc), icon=":material/error:")
         st.stop()
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a message on this page, never a traceback
         st.error(f"{Path(source).name} could not be read ({type(exc).__name__}: {exc}). Fix: save it as UTF-8 CSV with a header row.")
         st.stop()
+if not source.startswith("sample:") and raw is None:
+    st.caption("A CoNLL file: one word and its tag per line, a blank line between sentences (the columns are fixed).")
+elif not source.startswith("sample:"):
     try:
         detected = detect_columns(raw, task)
     except DataError as exc:
-        st.warning(say(exc))
+        detect_problem = say(exc)  # shown once, below, if the pickers don't resolve it
         detected = {"text": None, "text_pair": None, "label": None}
     names = [str(c) for c in raw.columns]
     st.markdown("**Columns** (auto-detected; change them if they are wrong)")
     c1, c2, c3 = st.columns(3)
-    pick_text = c1.selectbox("Text" if task != "token" else "Tokens", [AUTO, *names],
-                             index=names.index(str(detected["text"])) + 1 if str(detected["text"]) in names else 0, key=f"col_text_{task}")
-    pick_pair = c2.selectbox("Second text", [NONE, *names],
-                             index=names.index(str(detected["text_pair"])) + 1 if str(detected["text_pair"]) in names else 0,
-                             key=f"col_pair_{task}", disabled=task not in ("pair", "regression"))
-    pick_label = c3.selectbox("Label" if task != "token" else "Tags", [AUTO, *names], key=f"col_label_{task}",
-                              index=names.index(str(detected["label"])) + 1 if str(detected["label"]) in names else 0)
+    for widget in (f"col_text_{task}", f"col_pair_{task}", f"col_label_{task}"):  # a draft from another file
+        if st.session_state.get(widget) not in (None, AUTO, NONE, *names):
+            del st.session_state[widget]
+    seed(f"col_text_{task}", str(detected["text"]) if str(detected["text"]) in names else AUTO)
+    seed(f"col_pair_{task}", str(detected["text_pair"]) if str(detected["text_pair"]) in names else NONE)
+    seed(f"col_label_{task}", str(detected["label"]) if str(detected["label"]) in names else AUTO)
+    pick_text = c1.selectbox("Text" if task != "token" else "Tokens", [AUTO, *names], key=f"col_text_{task}")
+    pick_pair = c2.selectbox("Second text", [NONE, *names], key=f"col_pair_{task}", disabled=task not in ("pair", "regression"))
+    pick_label = c3.selectbox("Label" if task != "token" else "Tags", [AUTO, *names], key=f"col_label_{task}")
     columns = {"text_column": None if pick_text == AUTO else pick_text,
                "text_pair_column": None if pick_pair == NONE else pick_pair,
                "label_column": None if pick_label == AUTO else pick_label}
@@ -190,7 +189,8 @@ cfg_json = json.dumps(dataclasses.asdict(data_cfg), sort_keys=True)
 try:
     bundle, checks = bundle_and_checks(cfg_json, task, mtime_of(source))
 except DataError as exc:
-    st.error(say(exc), icon=":material/error:")
+    st.error(say(exc) if detect_problem is None or columns != {k: None for k in columns} else detect_problem,
+             icon=":material/error:")
     st.stop()
 except Exception as exc:  # noqa: BLE001
     st.error(f"The data could not be loaded ({type(exc).__name__}: {say(exc)}).")
@@ -235,9 +235,11 @@ with tabs[2]:
     except Exception as exc:  # noqa: BLE001 - a model that can't load is explained, not raised
         st.error(str(exc))
     else:
-        share = sum(n > max_length for n in lengths) / max(len(lengths), 1)
-        st.metric("truncated at max_length", f"{share:.1%}", help=f"of {len(lengths):,} training examples")
-        st.plotly_chart(charts.token_length_figure(lengths, max_length))
+        from core.tokenize import token_stats
+
+        stats = token_stats(lengths, max_length, truncated=False)
+        st.metric("truncated at max_length", f"{stats.get('truncated_share', 0.0):.1%}", help=f"of {len(lengths):,} training examples")
+        st.plotly_chart(charts.token_length_figure(lengths, max_length, stats.get("truncated_share", 0.0)))
 with tabs[3]:
     d1, d2, d3 = st.columns(3)
     d1.metric("duplicate training texts", f"{checks['duplicates']['count']:,}")

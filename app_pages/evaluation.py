@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.exports import to_csv_bytes
 from ui import charts
 from ui.app_state import current_run_id, runs_root, show_run_problem
 from ui.html import entity_colors, highlight
@@ -73,7 +74,10 @@ tabs = st.tabs(["Report", "Errors", "Curves & calibration", "Try it", "Predict a
 # --- per-class report and confusion matrix -----------------------------------------------------------
 with tabs[0]:
     per_class = pd.DataFrame(shown.get("per_class") or [])
-    left, right = st.columns([2, 3])
+    cm = shown.get("confusion_matrix")
+    # Side by side when the matrix fits beside the table; a wide matrix (many or long labels) goes below it.
+    wide = bool(cm and "counts" in cm and charts.confusion_geometry(cm["labels"])["width"] > 400)
+    left, right = (st.container(), st.container()) if wide else st.columns([1, 1])
     with left:
         st.markdown("**Per class**" if task != "token" else "**Per entity type**")
         if not per_class.empty:
@@ -81,7 +85,6 @@ with tabs[0]:
                          column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("precision", "recall", "f1")})
         with st.expander("All metrics"):
             st.dataframe(pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}), hide_index=True)
-    cm = shown.get("confusion_matrix")
     with right:
         if cm and "counts" in cm:
             mode = st.radio("Confusion matrix", list(charts.CM_MODES), format_func=lambda m: charts.CM_MODES[m].split(" (")[0],
@@ -95,7 +98,7 @@ with tabs[0]:
             remembered = st.session_state.get("cm_cell")
             cell = remembered[1] if remembered and remembered[0] == run_id else None
             st.plotly_chart(charts.confusion_figure(cm, mode, selected=cell), key="cm_chart", on_select=remember_cell,
-                            selection_mode="points", width="stretch")
+                            selection_mode="points", width="content")
             if cell is None:
                 st.caption("Click a cell to list its examples.")
         elif cm and "per_label" in cm:
@@ -113,8 +116,12 @@ with tabs[0]:
             rows = cell_examples(predictions, gold, pred)
             st.caption(f"{len(rows):,} examples, the most confident first" + (" — these are correct." if gold == pred else "."))
             st.dataframe(rows, hide_index=True, width="stretch", key="cell_rows",
-                         column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f"),
-                                        "text": st.column_config.TextColumn(width="large")})
+                         column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f",
+                                                                                      width="small"),
+                                        "row": st.column_config.NumberColumn(width="small")})
+            st.download_button(f"Download these {len(rows):,} examples (CSV)", to_csv_bytes(rows),
+                               file_name=f"{run_id}-true-{gold}-predicted-{pred}.csv", mime="text/csv",
+                               icon=":material/download:", key="cell_download")
 
 # --- errors -------------------------------------------------------------------------------------------
 with tabs[1]:
@@ -141,8 +148,11 @@ with tabs[1]:
 
 # --- curves and calibration ----------------------------------------------------------------------------
 with tabs[2]:
-    if task in ("single_label", "pair") and len(labels) == 2 and predictions is not None:
-        positive = st.selectbox("Positive class", labels, index=1 if len(labels) > 1 else 0)
+    if task in ("single_label", "pair") and predictions is not None and len(labels) >= 2:
+        # One class against the rest: the ROC and precision-recall curves of any class, binary or not.
+        c0, _ = st.columns([1, 2])
+        positive = c0.selectbox("Class (against the rest)" if len(labels) > 2 else "Positive class", labels,
+                                index=1 if len(labels) == 2 else 0, key="curve_class")
         y, score = positive_scores(predictions, labels, positive)
         curves = roc_pr(y, score)
         c1, c2 = st.columns(2)
@@ -153,22 +163,31 @@ with tabs[2]:
         c2.plotly_chart(charts.curve_figure(curves["recall"], curves["precision"], title="Precision-recall" + pr_text,
                                             x_title="recall", y_title="precision"))
     calibration = shown.get("calibration")
-    if calibration:
-        st.plotly_chart(charts.reliability_figure(calibration["bins"], calibration.get("ece")))
-    if not calibration and not (task in ("single_label", "pair") and len(labels) == 2):
-        st.info("ROC/PR curves are drawn for binary tasks and the reliability diagram for single-label tasks.")
+    if calibration or (predictions is not None and "confidence" in predictions and predictions["confidence"].notna().any()):
+        c3, c4 = st.columns(2)
+        if calibration:
+            c3.plotly_chart(charts.reliability_figure(calibration["bins"], calibration.get("ece")))
+        if predictions is not None and "confidence" in predictions and predictions["confidence"].notna().any():
+            c4.plotly_chart(charts.confidence_figure(predictions["confidence"].astype(float).tolist(),
+                                                     predictions["correct"].astype(bool).tolist()))
+    if task == "regression" and predictions is not None:
+        st.plotly_chart(charts.regression_figure(predictions["gold"].astype(float).tolist(),
+                                                 predictions["predicted"].astype(float).tolist()))
+    if task == "token":
+        st.info("Curves are drawn for classification and regression runs; an NER run's per-type report is on the Report tab.")
 
 # --- try it -------------------------------------------------------------------------------------------
 model_dir = run.path / "model"
+pair_task = bool(run.config.get("data", {}).get("text_pair_column")) or task == "pair"
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def predictor(path: str, mtime: float):  # noqa: ANN201 - core.inference.Predictor, imported lazily (torch)
-    from core.inference import Predictor
+    from core.evaluate import run_predictor
     from ui.preflight import warm_transformers
 
     warm_transformers()
-    return Predictor(path)
+    return run_predictor(path)  # the run's own threshold and max length
 
 
 def model_mtime() -> float:
@@ -180,15 +199,17 @@ with tabs[3]:
     if not (model_dir / "config.json").exists():
         st.warning(f"Run {run_id} has no saved model (its model/ folder is missing).")
     else:
-        text = st.text_area("Text", placeholder="Type a sentence to classify…" if task != "token" else "Type a sentence to tag…")
-        if st.button("Predict", type="primary", disabled=not text.strip()):
-            p = predictor(str(model_dir), model_mtime())
+        text = st.text_area("Text" if not pair_task else "First text",
+                            placeholder="Type a sentence to classify…" if task != "token" else "Type a sentence to tag…")
+        second = st.text_area("Second text", placeholder="The text it is paired with…") if pair_task else None
+        if st.button("Predict", type="primary", disabled=not text.strip() or (pair_task and not (second or "").strip())):
+            p = predictor(str(run.path), model_mtime())
             if task == "token":
                 words = text.split()
                 tags = p.predict_tokens([words])[0]
                 st.markdown(highlight(words, tags, entity_colors({t[2:] for t in labels if "-" in t})), unsafe_allow_html=True)
             else:
-                out = p.predict_texts([text])
+                out = p.predict_texts([text], [second] if pair_task else None)
                 st.metric("Prediction", str(out.loc[0, "predicted"]),
                           f"confidence {out.loc[0, 'confidence']:.3f}" if "confidence" in out else None, delta_color="off",
                           delta_arrow="off")
@@ -198,35 +219,49 @@ with tabs[3]:
 
 # --- predict a file -----------------------------------------------------------------------------------
 with tabs[4]:
-    upload = st.file_uploader("A CSV/TSV/JSON/JSONL/Parquet file with a text column", type=["csv", "tsv", "json", "jsonl", "parquet"])
-    if upload is not None and task != "token" and (model_dir / "config.json").exists():
-        from core.data import DataError, detect_columns, read_table
+    kinds = ["csv", "tsv", "json", "jsonl", "parquet", *(["conll", "txt"] if task == "token" else [])]
+    upload = st.file_uploader("A file to predict (CSV/TSV/JSON/JSONL/Parquet" + (", or CoNLL" if task == "token" else "") + ")",
+                              type=kinds, key="predict_upload")
+    if upload is not None and (model_dir / "config.json").exists():
+        from core.data import DataError, read_table
+        from core.evaluate import predict_table
+        from core.uploads import replace_upload_paths, save_upload
 
-        tmp = root / ".uploads" / upload.name
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(upload.getvalue())
-        try:
-            frame = read_table(tmp)
-            guess = detect_columns(frame, "single_label")["text"] if len(frame.columns) > 1 else frame.columns[0]
-        except DataError as exc:
-            st.error(str(exc))
-            frame = None
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a message, not a traceback
-            st.error(f"{upload.name} could not be read: {exc}")
-            frame = None
-        if frame is not None:
-            cols = list(frame.columns)
-            column = st.selectbox("Text column", cols, index=cols.index(guess) if guess in cols else 0)
-            if st.button("Predict the file", type="primary"):
-                with st.spinner(f"Predicting {len(frame):,} rows…"):
-                    out = predictor(str(model_dir), model_mtime()).predict_texts(frame[column].astype(str).tolist())
-                st.session_state["predicted_csv"] = out.to_csv(index=False).encode()
-                st.dataframe(out.head(100), hide_index=True)
-            if "predicted_csv" in st.session_state:
-                st.download_button("Download predictions (CSV)", st.session_state["predicted_csv"],
-                                   file_name=f"{Path(upload.name).stem}-predictions.csv", mime="text/csv")
-    elif upload is not None and task == "token":
-        st.info("Batch prediction for NER runs is on the command line: `python -m core predict RUN --data file.conll --out tags.csv`.")
+        saved = save_upload(root, upload.name, upload.getvalue())
+        text_column = pair_column = None
+        if task != "token":
+            try:
+                cols = [str(c) for c in read_table(saved).columns]
+            except DataError as exc:
+                st.error(replace_upload_paths(str(exc), root), icon=":material/error:")
+                cols = []
+            if cols:
+                own = run.config.get("data", {}).get("text_column")
+                c1, c2 = st.columns(2)
+                choice = c1.selectbox("Text column", ["(as in training)", *cols], key="predict_text_column",
+                                      index=1 + cols.index(own) if own in cols else 0,
+                                      help="Left as in training, the run's text column (or auto-detection) picks it.")
+                text_column = None if choice == "(as in training)" else choice
+                if pair_task:
+                    own_pair = run.config.get("data", {}).get("text_pair_column")
+                    pick = c2.selectbox("Second text column", ["(as in training)", *cols], key="predict_pair_column",
+                                        index=1 + cols.index(own_pair) if own_pair in cols else 0)
+                    pair_column = None if pick == "(as in training)" else pick
+        if st.button("Predict the file", type="primary", key="predict_file"):
+            try:
+                with st.spinner("Predicting…"):
+                    out = predict_table(run.path, saved, text_column=text_column, text_pair_column=pair_column,
+                                        predictor=predictor(str(run.path), model_mtime()))
+            except DataError as exc:
+                st.error(replace_upload_paths(str(exc), root), icon=":material/error:")
+            else:
+                st.session_state["predicted_file"] = (run_id, upload.name, to_csv_bytes(out), len(out))
+                st.dataframe(out.head(100), hide_index=True, width="stretch")
+        done = st.session_state.get("predicted_file")
+        if done and done[0] == run_id and done[1] == upload.name:
+            st.caption(f"{done[3]:,} rows: every column of {upload.name} and the row number, with the predictions beside them.")
+            st.download_button("Download predictions (CSV)", done[2], file_name=f"{Path(upload.name).stem}-predictions.csv",
+                               mime="text/csv", icon=":material/download:", key="predict_download")
 
 # --- download the model --------------------------------------------------------------------------------
 with tabs[5]:

@@ -10,10 +10,21 @@ import yaml
 
 from core import jobs
 from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, TrainConfig, field_specs, from_dict
+from core.uploads import display_name
 from ui import charts
 from ui.app_state import runs_root, select_run
-from ui.forms import STRATEGY_HELP, cli_command, config_to_values, key, strategy_fields, values_to_config, with_strategy, yaml_for_download
-from ui.preflight import dry_run, model_facts
+from ui.forms import (
+    STRATEGY_HELP,
+    cli_command,
+    config_to_values,
+    key,
+    strategy_fields,
+    train_fields,
+    values_to_config,
+    with_strategy,
+    yaml_for_download,
+)
+from ui.preflight import model_facts
 from ui.runview import fmt_duration
 from ui.widgets import draft_values, field_widget
 
@@ -30,16 +41,29 @@ def facts(name: str, num_layers: int | None) -> dict:
     return model_facts(name, num_layers)
 
 
-@st.cache_data(show_spinner="Dry run: building the model and timing a few steps…", max_entries=16)
+@st.cache_data(show_spinner="Pre-flight: building the model and timing a few steps of the training loop (in a separate process)…",
+               max_entries=16)
 def preflight(config_json: str) -> dict:
-    return dry_run(from_dict(json.loads(config_json)))
+    from core.preflight import preflight_in_subprocess
+
+    return preflight_in_subprocess(from_dict(json.loads(config_json)))
 
 
-@st.cache_data(show_spinner=False)
-def available_strategies() -> list[str]:
-    from core.strategies import STRATEGIES
+def propose_learning_rate() -> None:
+    """On a change of strategy: propose that strategy's usual learning rate, unless the user typed their own."""
+    from core.strategy_registry import spec
 
-    return [k for k in STRATEGY_KINDS if k in STRATEGIES]
+    kind = st.session_state[key("strategy", "kind")]
+    lr_key = key("train", "learning_rate")
+    usual = spec(kind).form_learning_rate
+    current = st.session_state.get(lr_key)
+    proposed_before = st.session_state.get("lr_proposed", TrainConfig().learning_rate)
+    if current is None or abs(float(current) - float(proposed_before)) <= 1e-12 * max(abs(float(proposed_before)), 1.0):
+        st.session_state[lr_key] = float(usual)
+        st.session_state["lr_proposed"] = float(usual)
+        st.session_state["lr_note"] = f"Learning rate set to {usual:g}, the usual rate for {kind}; type your own to keep it."
+    else:
+        st.session_state["lr_note"] = f"Kept your learning rate {float(current):g} (the usual rate for {kind} is {usual:g})."
 
 
 def load_yaml_into_form() -> None:
@@ -63,7 +87,7 @@ st.title("Strategy")
 values = draft_values()
 task = values[key("run", "task")]
 source = values[key("data", "source")]
-st.caption(f"Data: **{source}** · task **{task}** (change them on the Data page)")
+st.caption(f"Data: **{display_name(source, runs_root())}** · task **{task}** (change them on the Data page)")
 
 with st.sidebar.expander("Load a saved YAML config"):
     st.file_uploader("run.yaml", type=["yaml", "yml", "json"], key="yaml_upload", on_change=load_yaml_into_form)
@@ -95,14 +119,13 @@ with right:
 
 # --- strategy -----------------------------------------------------------------------------------------
 st.subheader("Strategy")
-ready = available_strategies()
 kind_key = key("strategy", "kind")
 if st.session_state.get(kind_key) not in STRATEGY_KINDS:
     st.session_state[kind_key] = "full"
-kind = st.selectbox("Fine-tuning strategy", STRATEGY_KINDS, key=kind_key,
-                    format_func=lambda k: f"{k} — {STRATEGY_HELP[k]}" + ("" if k in ready else " (not available yet)"))
-if kind not in ready:
-    st.warning(f"The {kind} strategy is not implemented in this version yet; available: {', '.join(ready)}.")
+kind = st.selectbox("Fine-tuning strategy", STRATEGY_KINDS, key=kind_key, on_change=propose_learning_rate,
+                    format_func=lambda k: f"{k} — {STRATEGY_HELP[k]}")
+if st.session_state.get("lr_note"):
+    st.caption(st.session_state["lr_note"])
 options = strategy_fields(kind)
 if options:
     cols = st.columns(3)
@@ -115,7 +138,7 @@ with st.expander("Hyper-parameters", expanded=True):
         st.session_state[key("run", "name")] = default_run_name(source)
     st.text_input("Run name", key=key("run", "name"), help="letters, digits, - and _; the run id adds time and a suffix")
     cols = st.columns(4)
-    for i, spec in enumerate(field_specs(TrainConfig)):
+    for i, spec in enumerate(train_fields(task)):
         field_widget(spec, "train", cols[i % 4])
 
 try:
@@ -130,20 +153,26 @@ if config_error:
 # --- pre-flight ------------------------------------------------------------------------------------------
 st.subheader("Pre-flight")
 config_json = json.dumps(config.to_dict(), sort_keys=True)
+preflight_problem = None
 if st.button("Check: trainable parameters, groups and time per epoch", icon=":material/flight_takeoff:") or \
         st.session_state.get("preflight_for") == config_json:
+    from core.preflight import PreflightError
+
     try:
         pf = preflight(config_json)
         st.session_state["preflight_for"] = config_json
-    except Exception as exc:  # noqa: BLE001 - data, model and strategy errors are messages with a fix
-        st.error(str(exc))
+    except PreflightError as exc:  # data, model and strategy errors: the CLI's message, with its fix
+        preflight_problem = str(exc)
+        st.session_state["preflight_for"] = config_json
+        st.error(f"Pre-flight found a problem: {preflight_problem}", icon=":material/error:")
     else:
         p = st.columns(4)
         p[0].metric("trainable parameters", f"{pf['trainable_params']:,}", border=True)
         p[1].metric("trainable share", f"{pf['trainable_percent']:.2f}%", border=True)
         p[2].metric("time per epoch (estimate)", fmt_duration(pf["epoch_seconds"]), border=True,
-                    help=f"{pf['seconds_per_batch']:.3f} s per batch of {config.train.batch_size} measured on {pf['device']} "
-                         f"over {pf['measured_batches']} batches; {pf['steps_per_epoch']:,} optimizer steps per epoch")
+                    help=f"{pf['seconds_per_step']:.3f} s per optimizer step of {config.train.batch_size} rows, measured on "
+                         f"{pf['device']} ({pf['precision']}) over {pf['measured_steps']} steps of the training loop itself; "
+                         f"{pf['steps_per_epoch']:,} optimizer steps per epoch")
         p[3].metric("total steps", f"{pf['total_steps']:,}", border=True)
         groups = pd.DataFrame(pf["groups"])
         if kind in ("llrd", "discriminative") or groups["lr"].nunique() > 1:
@@ -157,10 +186,11 @@ if st.button("Check: trainable parameters, groups and time per epoch", icon=":ma
 # --- launch --------------------------------------------------------------------------------------------
 st.subheader("Launch")
 compare = st.multiselect("Also queue these strategies with the same data and settings (a comparison)",
-                         [k for k in ready if k != kind], key="compare_kinds")
+                         [k for k in STRATEGY_KINDS if k != kind], key="compare_kinds")
 label = "Start training" if not compare else f"Queue {1 + len(compare)} runs"
 c1, c2 = st.columns([1, 3])
-if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", disabled=kind not in ready):
+if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", disabled=preflight_problem is not None,
+             help="Pre-flight found a problem with these settings: fix it first." if preflight_problem else None):
     root = runs_root()
     first = jobs.submit(config, root)
     for other in compare:
@@ -171,7 +201,7 @@ if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", d
 c2.caption("The run trains in a separate process: you can close the tab, refresh or open a second one.")
 
 with st.expander("Show config"):
-    text = yaml_for_download(config)
+    text = yaml_for_download(config, runs_root())
     st.code(text, language="yaml")
     st.code(cli_command(config), language="bash")
     st.download_button("Download run.yaml", text, file_name="run.yaml", mime="application/x-yaml", icon=":material/download:")

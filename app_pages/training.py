@@ -15,9 +15,6 @@ from ui.runview import eval_frame, fmt_duration, live_cadence, load_run, progres
 # Seconds between status and chart redraws while a run is active (a step event is flushed the moment it
 # happens): 10 s / 20 s on machines of up to 4 cores, 5 s / 10 s above (see ui.runview.live_cadence).
 REFRESH_S, CHART_REFRESH_S = live_cadence()
-STATE_ICONS = {"queued": "⏳", "running": "🏃", "completed": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
-               "broken": "🧩"}
-
 root = runs_root()
 jobs.reconcile(root)  # a trainer that died while nobody watched shows as interrupted, not running forever
 if jobs.list_jobs(root, ("queued",)):
@@ -34,27 +31,39 @@ st.title("Training")
 
 # --- the queue --------------------------------------------------------------------------------------
 summaries = runs.list_runs(root)
-positions = {j.run_id: i + 1 for i, j in enumerate(jobs.list_jobs(root, ("queued",)))}
-if summaries:
+if not summaries:
+    st.info("No runs yet. Choose data on the **Data** page, then start a run on the **Strategy** page.")
+    st.page_link("app_pages/data.py", label="Go to Data", icon=":material/table_view:")
+    st.stop()
+if deleted := st.session_state.pop("deleted_run", None):
+    st.toast(f"Deleted run {deleted}.", icon=":material/delete:")
+
+
+def queue(expanded: bool) -> None:
+    """The runs table with live counts: redrawn on the status cadence while anything is queued or running."""
+    current = runs.list_runs(root)
+    positions = {j.run_id: i + 1 for i, j in enumerate(jobs.list_jobs(root, ("queued",)))}
+    # Counted from the run directories: a job the worker has just claimed is "queued" there until its
+    # trainer writes "running", and must not vanish from both counts in between.
+    running = sum(s.state == "running" for s in current)
+    queued = sum(s.state == "queued" for s in current)
     table = pd.DataFrame([{
-        "": STATE_ICONS.get(s.state, "?"),
         "run": s.run_id,
         "state": s.state + (f" (#{positions[s.run_id]} in queue)" if s.run_id in positions else ""),
         "strategy": s.strategy,
         "model": s.model,
         "started": pd.Timestamp(s.created, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
         "result": f"{s.headline_name} {s.headline_value:.4f}" if s.headline_value is not None else (s.error or "")[:90],
-    } for s in summaries])
-    with st.expander(f"Queue and history · {len(summaries)} runs · {sum(s.state == 'running' for s in summaries)} running, "
-                     f"{len(positions)} queued", expanded=run_id is None):
+    } for s in current])
+    with st.expander(f"Queue and history · {len(current)} runs · {running} running, {queued} queued", expanded=expanded):
         st.dataframe(table, hide_index=True, width="stretch")
         info = jobs.worker_info(root)
         st.caption(f"Worker: pid {info.get('pid')}, heartbeat {time.time() - info.get('heartbeat', time.time()):.0f} s ago"
                    if info else "Worker: idle (starts by itself when a run is queued)")
-else:
-    st.info("No runs yet. Choose data on the **Data** page, then start a run on the **Strategy** page.")
-    st.page_link("app_pages/data.py", label="Go to Data", icon=":material/table_view:")
-    st.stop()
+
+
+any_active = any(s.state in ("queued", "running") for s in summaries)
+st.fragment(queue, run_every=REFRESH_S if any_active else None)(run_id is None)
 
 if not run_id:
     show_run_problem(None, None)
@@ -90,9 +99,12 @@ if jobs.can_resume(run.path) and cols[1].button("Resume", icon=":material/play_a
 if not run.active:
     with cols[2].popover("Delete", icon=":material/delete:"):
         st.write(f"Delete **{run_id}** and everything in its directory (model, checkpoints, predictions)?")
-        if st.button("Yes, delete it", type="primary", key="delete_confirm"):
+        # Keyed by the run: a confirmation is for this one run. After it the page shows no run (not the
+        # next one with the confirmation still open, where one more click deleted a second run).
+        if st.button("Yes, delete it", type="primary", key=f"delete_confirm_{run_id}"):
             jobs.delete(run_id, root)
             select_run(None)
+            st.session_state["deleted_run"] = run_id
             st.rerun()
 if run.state == "completed":
     cols[3].page_link("app_pages/evaluation.py", label="Evaluation", icon=":material/fact_check:", query_params={"run": run_id})

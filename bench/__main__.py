@@ -99,7 +99,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    from core.loop import cpu_has_native_bf16
+    from core.device import cpu_has_native_bf16
 
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
             "torch": torch.__version__, "python": platform.python_version(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE")

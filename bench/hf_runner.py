@@ -41,7 +41,7 @@ def run(spec: Spec) -> dict[str, Any]:
 
     quiet_transformers()
     if spec.system == "hf_best_malloc":  # a reference point, not a tutorial setting: Tuneboard's malloc thresholds given to Trainer
-        from core.loop import tune_cpu_allocator
+        from core.device import tune_cpu_allocator
 
         tune_cpu_allocator()
     t0 = time.monotonic()

@@ -46,7 +46,8 @@ def main() -> None:
 
     from core.config import ModelConfig, RunConfig, StrategyConfig
     from core.data import label_ids
-    from core.loop import autocast, make_loss, make_optimizer, resolve_precision, tune_cpu_allocator
+    from core.device import autocast, resolve_precision, tune_cpu_allocator
+    from core.loop import make_loss, make_optimizer
     from core.models import load_model, load_tokenizer
     from core.strategies import build_strategy
     from core.tokenize import LengthGroupedBatches, PaddingCollator, encode_split

@@ -48,8 +48,8 @@ def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
 def run(spec: Spec) -> dict[str, Any]:
     from bench.common import data_config
     from core.config import ModelConfig, RunConfig, StrategyConfig, TrainConfig
+    from core.device import resolve_precision
     from core.events import read_events
-    from core.loop import resolve_precision
     from core.recipe import run_training
     from core.runs import EVENTS
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {train,eval,predict,runs,samples,compare,worker}``. See README for examples."""
+"""Command line: ``python -m core {train,eval,predict,runs,samples,compare,preflight,worker}``. See README for examples."""
 
 from __future__ import annotations
 
@@ -48,13 +48,20 @@ class ProgressPrinter:
             self.bar.close()
 
 
+def runs_root(args: argparse.Namespace) -> str:
+    """``--root``, else the default root ($TUNEBOARD_HOME or ./runs: core.config.default_runs_root)."""
+    from core.config import default_runs_root
+
+    return args.root or default_runs_root()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from core.config import load_config
     from core.recipe import RunFailed, load_run_config, run_training
     from core.runs import find_run
 
     if args.resume:
-        run_dir = find_run(os.environ.get("TUNEBOARD_HOME", "runs") if not args.root else args.root, args.resume)
+        run_dir = find_run(runs_root(args), args.resume)
         if run_dir is None:
             _print_error(f"no run {args.resume!r} found. `python -m core runs` lists the runs.")
             return 2
@@ -103,7 +110,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
     from core.models import ModelError
     from core.runs import find_run
 
-    run_dir = find_run(args.root or os.environ.get("TUNEBOARD_HOME", "runs"), args.run)
+    run_dir = find_run(runs_root(args), args.run)
     if run_dir is None:
         raise ModelError(f"no run {args.run!r}: give a run directory or a run id (`python -m core runs` lists them)")
     return run_dir
@@ -112,7 +119,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
 def cmd_runs(args: argparse.Namespace) -> int:
     from core.runs import list_runs
 
-    rows = list_runs(args.root or os.environ.get("TUNEBOARD_HOME", "runs"))
+    rows = list_runs(runs_root(args))
     if not rows:
         print("no runs yet; start one with: python -m core train --config examples/rotten_tomatoes.yaml")
         return 0
@@ -159,10 +166,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0 if all(r["mean"] is not None for r in result.rows) else 1
 
 
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.preflight import preflight
+
+    config = load_config(args.config, args.set)
+    if args.root:
+        config = config.replace(output_dir=args.root)
+    facts = preflight(config)
+    if args.json:
+        print(json.dumps(facts, default=str))
+        return 0
+    print(f"strategy {facts['kind']}: {facts['trainable_params']:,} of {facts['total_params']:,} parameters train "
+          f"({facts['trainable_percent']:.2f}%)")
+    for group in facts["groups"]:
+        print(f"  {group['name']:32} lr {group['lr']:.2e}  weight decay {group['weight_decay']:g}  {group['params']:,} params")
+    print(f"{facts['seconds_per_step']:.3f} s per optimizer step on {facts['device']} ({facts['precision']}), measured over "
+          f"{facts['measured_steps']} steps of the training loop; about {facts['epoch_seconds']:.0f} s per epoch of "
+          f"{facts['train_rows']:,} rows, {facts['total_steps']:,} steps in all")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from core.jobs import run_worker
 
-    return run_worker(args.root or os.environ.get("TUNEBOARD_HOME", "runs"), concurrency=args.concurrency,
+    return run_worker(runs_root(args), concurrency=args.concurrency,
                       idle_exit_s=args.idle_exit, parent_pid=args.parent_pid)
 
 
@@ -200,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", help="pin learning rates per kind, e.g. lora=1e-3,full=5e-5 (else each kind's default)")
     p.add_argument("--same-lr", action="store_true", help="use the config's train.learning_rate for every strategy")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("preflight", help="what a config would train, and a time-per-epoch estimate from a few real steps")
+    p.add_argument("--config", help="YAML/JSON run config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. strategy.kind=lora")
+    p.add_argument("--json", action="store_true", help="print one JSON object (what the dashboard reads)")
+    p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("worker", help="run queued jobs (the dashboard starts one per runs root by itself)")
     p.add_argument("--concurrency", type=int, default=1, help="trainings at once (default 1)")

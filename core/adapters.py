@@ -16,25 +16,20 @@ weight and bias and owns the adapter as a child. So the base model's parameter n
 (``...output.dense.weight``); the adapter adds ``...output.dense.adapter.{down,up}.*``. No forward
 hooks: a deep copy or a pickle carries the adapters with it.
 
-Saving: ``model/`` holds the full weights, adapters included, and ``config.json`` carries
-``tuneboard_adapter`` (kind, reduction factor); ``core.models.load_saved`` (and so the Predictor)
-rebuilds the adapters from it. Plain ``transformers`` would load that folder as the base model
-*without* the adapters (dropping their weights as unexpected keys), so ``config.json`` names a model
-type of our own that it refuses (``core.strategies.guard_plain_loading``) — use Tuneboard to predict.
+Saving and loading are ``core.model_format``'s: ``model/`` holds the full weights, adapters included,
+and ``config.json`` the adapters' kind and reduction factor (the plan's ``save_options``), from which
+``load_saved`` (and so the Predictor) puts them back in with :func:`insert_adapters`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import nn
 
+from core import anatomy
 from core.config import RunConfig
-from core.strategies import StrategyError, StrategyPlan, decay_groups, set_trainable, split_parts
+from core.strategy_plan import StrategyError, StrategyPlan, decay_groups, set_trainable, split_parts
 
-MARKER = "tuneboard_adapter"
 # Which ``dense`` projections of a BERT-family layer get an adapter, per kind.
 SITES = {"houlsby": ("attention.output.dense", "output.dense"), "pfeiffer": ("output.dense",)}
 
@@ -71,13 +66,11 @@ class AdaptedLinear(nn.Linear):
 
 def insert_adapters(model: nn.Module, kind: str, reduction_factor: int) -> list[nn.Module]:
     """Put adapters into every encoder layer of ``model``; returns the adapter modules. StrategyError if it can't."""
-    from core.models import ModelError, encoder_layers
-
     if kind not in SITES:
         raise StrategyError(f"strategy.adapter_kind={kind!r}: choose one of {', '.join(SITES)}")
     try:
-        layers = encoder_layers(model)
-    except ModelError as exc:
+        layers = anatomy.encoder_layers(model)
+    except anatomy.AnatomyError as exc:
         raise StrategyError(f"adapters need a BERT-family encoder: {exc}") from None
     hidden = model.config.hidden_size
     bottleneck = max(1, hidden // reduction_factor)
@@ -85,7 +78,7 @@ def insert_adapters(model: nn.Module, kind: str, reduction_factor: int) -> list[
     for layer in layers:
         for site in SITES[kind]:
             parent_name, _, leaf = site.rpartition(".")
-            parent = _get(layer, parent_name)
+            parent = anatomy.get_path(layer, parent_name)
             dense = getattr(parent, leaf, None) if parent is not None else None
             if isinstance(dense, AdaptedLinear):
                 raise StrategyError("this model already has adapters; load a fresh model for a new run")
@@ -97,16 +90,7 @@ def insert_adapters(model: nn.Module, kind: str, reduction_factor: int) -> list[
             adapted = AdaptedLinear(dense, bottleneck)
             setattr(parent, leaf, adapted)
             adapters.append(adapted.adapter)
-    setattr(model.config, MARKER, {"kind": kind, "reduction_factor": reduction_factor})
     return adapters
-
-
-def _get(module: nn.Module, dotted: str) -> nn.Module | None:
-    for part in filter(None, dotted.split(".")):
-        module = getattr(module, part, None)
-        if module is None:
-            return None
-    return module
 
 
 def build_adapter(model: nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
@@ -123,20 +107,6 @@ def build_adapter(model: nn.Module, config: RunConfig, num_train_rows: int | Non
     groups = decay_groups(adapter_params, config.train.learning_rate, config.train.weight_decay, "adapters")
     groups += decay_groups(head, config.train.learning_rate, config.train.weight_decay, "head")
     note = f"{s.adapter_kind} adapters, bottleneck {max(1, hidden // s.reduction_factor)} (hidden {hidden} / {s.reduction_factor})"
-    return StrategyPlan("adapter", model, groups, notes=[note], save_format="adapter")
+    return StrategyPlan("adapter", model, groups, notes=[note], save_format="adapter",
+                        save_options={"kind": s.adapter_kind, "reduction_factor": s.reduction_factor})
 
-
-def restore_adapters(model: nn.Module, model_dir: Path, marker: dict[str, Any]) -> nn.Module:
-    """Rebuild the adapters of a saved model (loaded without them) and load their weights from model_dir."""
-    from safetensors.torch import load_file
-
-    insert_adapters(model, marker["kind"], int(marker["reduction_factor"]))
-    weights: dict[str, torch.Tensor] = {}
-    for path in sorted(model_dir.glob("*.safetensors")):
-        weights.update({k: v for k, v in load_file(str(path)).items() if ".adapter." in k})
-    expected = {k for k in model.state_dict() if ".adapter." in k}
-    missing = sorted(expected - set(weights))
-    if missing:
-        raise ValueError(f"{model_dir} is an adapter model but lacks adapter weights, e.g. {missing[0]}")
-    model.load_state_dict(weights, strict=False)
-    return model

@@ -4,10 +4,10 @@ Each run goes through ``core.recipe.run_training`` and so has its own run direct
 itself is written to ``<runs_root>/comparisons/<id>/comparison.{json,csv}``.
 
 Learning rates: strategies that train few parameters want a much larger learning rate than full
-fine-tuning (LoRA, adapters and a linear probe ~1e-3..1e-2 against ~5e-5), so one shared rate
-would make the comparison measure the rate, not the strategy. Each kind therefore runs at
-:data:`DEFAULT_LEARNING_RATES` unless the caller pins rates (``learning_rates`` per kind, or
-``same_learning_rate`` for the base config's rate everywhere). The table shows the rate each used.
+fine-tuning, so one shared rate would make the comparison measure the rate, not the strategy. Each
+kind therefore runs at its registry default (``core.strategy_registry``; :data:`DEFAULT_LEARNING_RATES`
+here) unless the caller pins rates (``learning_rates`` per kind, or ``same_learning_rate`` for the
+base config's rate everywhere). The table shows the rate each used.
 """
 
 from __future__ import annotations
@@ -23,23 +23,10 @@ from typing import Any
 from core import runs
 from core.config import STRATEGY_KINDS, ConfigError, RunConfig
 from core.events import EventSink
+from core.strategy_registry import STRATEGIES
 
-# None: the base config's train.learning_rate (kinds that update most weights, for which the base
-# config is normally tuned). The others follow their papers' ranges, checked on the bundled MiniLM.
-DEFAULT_LEARNING_RATES: dict[str, float | None] = {
-    "full": None,
-    "freeze": None,
-    "llrd": None,  # the head's rate; lower layers decay from it
-    "discriminative": None,  # not used: strategy.embeddings_lr / encoder_lr / head_lr set its rates
-    "gradual_unfreeze": None,
-    "head_only": 5e-3,
-    "bitfit": 1e-3,
-    "lora": 1e-3,
-    "adalora": 5e-3,  # with peft's orthogonality penalty (weight 0.5) 2e-3 stayed at the class prior for 189 steps
-    "ia3": 5e-3,
-    "prefix": 1e-2,
-    "adapter": 1e-3,
-}
+# kind -> its default rate; None: the base config's train.learning_rate (see core.strategy_registry).
+DEFAULT_LEARNING_RATES: dict[str, float | None] = {kind: spec.default_learning_rate for kind, spec in STRATEGIES.items()}
 COLUMNS = ("strategy", "metric", "mean", "std", "runs", "learning_rate", "lr_source", "trainable_percent",
            "wall_s", "train_s", "samples_per_s", "peak_memory_mb", "saved_model_mb", "run_ids", "errors")
 

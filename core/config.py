@@ -1,9 +1,10 @@
 """Run configuration: frozen dataclasses whose field metadata drives validation, the CLI and the UI.
 
-Every field carries ``metadata`` with ``help`` and, where it applies, ``min``/``max`` bounds,
-``choices`` and ``strategies`` (the strategy kinds an option belongs to). ``__post_init__``
-validates against that metadata and raises :class:`ConfigError` naming the field, so the YAML,
-the ``--set`` overrides and the dashboard forms are checked by the same code.
+Every field carries ``metadata`` with ``help`` and, where it applies, ``min``/``max`` bounds and
+``choices``. ``__post_init__`` validates against that metadata and raises :class:`ConfigError`
+naming the field, so the YAML, the ``--set`` overrides and the dashboard forms are checked by the
+same code. The strategy kinds, and which ``StrategyConfig`` options belong to which kind, come from
+``core.strategy_registry`` (:func:`field_specs` adds them as ``strategies``).
 """
 
 from __future__ import annotations
@@ -18,21 +19,10 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from core.strategy_registry import BASE_LEARNING_RATE, KINDS, kinds_with_option
+
 TASKS = ("single_label", "multi_label", "pair", "regression", "token")
-STRATEGY_KINDS = (
-    "full",
-    "freeze",
-    "head_only",
-    "bitfit",
-    "llrd",
-    "discriminative",
-    "gradual_unfreeze",
-    "lora",
-    "adalora",
-    "ia3",
-    "prefix",
-    "adapter",
-)
+STRATEGY_KINDS = KINDS
 SCHEDULERS = ("linear", "cosine", "constant")
 
 
@@ -134,44 +124,35 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class StrategyConfig:
+    """Options of every strategy; which kind each belongs to is said once, in core.strategy_registry."""
+
     kind: str = _opt("full", "Which parameters train, and how.", choices=STRATEGY_KINDS)
-    freeze_layers: int = _opt(
-        4, "Encoder layers frozen from the bottom (embeddings are frozen too).", min=0, strategies=("freeze",)
-    )
+    freeze_layers: int = _opt(4, "Encoder layers frozen from the bottom (embeddings are frozen too).", min=0)
     layer_decay: float = _opt(
-        0.9,
-        "Each layer's learning rate is this times the one above it.",
-        exclusive_min=0.0,
-        max=1.0,
-        strategies=("llrd",),
+        0.9, "Each layer's learning rate is this times the one above it.", exclusive_min=0.0, max=1.0
     )
-    embeddings_lr: float = _opt(1e-5, "Learning rate of the embeddings.", min=0.0, strategies=("discriminative",))
-    encoder_lr: float = _opt(3e-5, "Learning rate of the encoder layers.", min=0.0, strategies=("discriminative",))
-    head_lr: float = _opt(1e-4, "Learning rate of the task head.", min=0.0, strategies=("discriminative",))
-    unfreeze_every: int = _opt(
-        1, "Unfreeze one more layer (from the top) every this many epochs.", min=1, strategies=("gradual_unfreeze",)
-    )
+    embeddings_lr: float = _opt(1e-5, "Learning rate of the embeddings.", min=0.0)
+    encoder_lr: float = _opt(3e-5, "Learning rate of the encoder layers.", min=0.0)
+    head_lr: float = _opt(1e-4, "Learning rate of the task head.", min=0.0)
+    unfreeze_every: int = _opt(1, "Unfreeze one more layer (from the top) every this many epochs.", min=1)
     unfreeze_every_steps: int = _opt(
-        0, "If above 0, unfreeze by optimizer steps instead: one more layer every this many steps (short runs).",
-        min=0, strategies=("gradual_unfreeze",)
+        0, "If above 0, unfreeze by optimizer steps instead: one more layer every this many steps (short runs).", min=0
     )
-    lora_r: int = _opt(8, "LoRA rank.", min=1, max=512, strategies=("lora", "adalora"))
-    lora_alpha: int = _opt(16, "LoRA scaling (alpha).", min=1, strategies=("lora", "adalora"))
-    lora_dropout: float = _opt(0.1, "Dropout on the LoRA path.", min=0.0, max=0.9, strategies=("lora", "adalora"))
-    target_modules: list[str] = _opt(
-        [], "Module names to adapt; empty = the model's attention projections.", strategies=("lora", "adalora", "ia3")
-    )
-    adalora_target_r: int = _opt(4, "AdaLoRA average rank after reallocation.", min=1, strategies=("adalora",))
+    lora_r: int = _opt(8, "LoRA rank.", min=1, max=512)
+    lora_alpha: int = _opt(16, "LoRA scaling (alpha).", min=1)
+    lora_dropout: float = _opt(0.1, "Dropout on the LoRA path.", min=0.0, max=0.9)
+    target_modules: list[str] = _opt([], "Module names to adapt; empty = the model's attention projections.")
+    adalora_target_r: int = _opt(4, "AdaLoRA average rank after reallocation.", min=1)
     adalora_orth_reg_weight: float = _opt(
         0.5, "Weight of AdaLoRA's penalty that keeps its singular vectors orthogonal (peft's default 0.5). "
         "It slows a short run's start: raise the learning rate (~5e-3) or lower this.",
-        min=0.0, max=10.0, strategies=("adalora",))
-    prefix_tokens: int = _opt(20, "Number of virtual prefix tokens.", min=1, max=512, strategies=("prefix",))
+        min=0.0, max=10.0)
+    prefix_tokens: int = _opt(20, "Number of virtual prefix tokens.", min=1, max=512)
     adapter_kind: str = _opt(
         "pfeiffer", "houlsby: after attention and FFN; pfeiffer: after FFN only.",
-        choices=("houlsby", "pfeiffer"), strategies=("adapter",),
+        choices=("houlsby", "pfeiffer"),
     )
-    reduction_factor: int = _opt(16, "Adapter bottleneck = hidden size / this.", min=1, strategies=("adapter",))
+    reduction_factor: int = _opt(16, "Adapter bottleneck = hidden size / this.", min=1)
     class_weights: str = _opt(
         "none", "none, balanced, or explicit 'label=weight,label=weight'.",
     )
@@ -204,7 +185,9 @@ def parse_class_weights(text: str) -> dict[str, float]:
 class TrainConfig:
     epochs: float = _opt(3, "Passes over the training data.", exclusive_min=0.0, max=1000)
     batch_size: int = _opt(16, "Examples per forward pass.", min=1, max=4096)
-    learning_rate: float = _opt(5e-5, "Peak learning rate (of the head, for layer-wise strategies).", exclusive_min=0.0, max=1.0)
+    learning_rate: float = _opt(
+        BASE_LEARNING_RATE, "Peak learning rate (of the head, for layer-wise strategies).", exclusive_min=0.0, max=1.0
+    )
     weight_decay: float = _opt(0.01, "AdamW weight decay (never on biases and LayerNorm).", min=0.0, max=1.0)
     warmup_ratio: float = _opt(0.06, "Share of steps spent warming the learning rate up.", min=0.0, max=0.5)
     scheduler: str = _opt("linear", "Learning-rate schedule after warmup.", choices=SCHEDULERS)
@@ -354,12 +337,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def field_specs(cls: type) -> list[dict[str, Any]]:
-    """Describe a config dataclass's fields for form builders: name, type, default, help, bounds."""
+    """Describe a config dataclass's fields for form builders: name, type, default, help, bounds.
+
+    A ``StrategyConfig`` option that belongs to some strategies (core.strategy_registry) also carries
+    ``strategies``: those kinds. Options without it apply to every kind.
+    """
     hints = get_type_hints(cls)
     specs = []
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        specs.append(
-            {"name": f.name, "type": str(hints[f.name]), "default": default, **dict(f.metadata)}
-        )
+        spec = {"name": f.name, "type": str(hints[f.name]), "default": default, **dict(f.metadata)}
+        if cls is StrategyConfig and f.name != "kind" and (kinds := kinds_with_option(f.name)):
+            spec["strategies"] = kinds
+        specs.append(spec)
     return specs

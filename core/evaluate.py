@@ -10,7 +10,8 @@ import pandas as pd
 
 from core import runs
 from core.config import DataConfig
-from core.data import DataError, label_ids, load_bundle, load_frame
+from core.data import DataError, label_ids, load_bundle, load_frame, read_conll, read_table
+from core.exports import to_csv_bytes
 from core.inference import Predictor
 from core.metrics import build_report
 from core.recipe import load_run_config
@@ -34,12 +35,23 @@ def _gold_and_scores(predictor: Predictor, frame: pd.DataFrame, task: str) -> tu
     return np.asarray(gold), logits
 
 
+def run_predictor(run_dir: str | Path, **options: Any) -> Predictor:
+    """The run's saved model with the run's own settings: its multi-label threshold and max length.
+
+    Every caller that predicts with a run (eval, predict, the dashboard's try-it box and predict-a-file)
+    comes through here, so none of them can forget a setting the run trained with.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    return Predictor(run_dir / runs.MODEL_DIR, threshold=config.train.multi_label_threshold,
+                     max_length=config.model.max_length, **options)
+
+
 def evaluate_run(run_dir: str | Path, data_file: str | Path | None = None) -> dict[str, Any]:
     """Metrics of the run's saved model on its own test split (rebuilt from its config) or on ``data_file``."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    predictor = Predictor(run_dir / runs.MODEL_DIR, threshold=config.train.multi_label_threshold,
-                          max_length=config.model.max_length)
+    predictor = run_predictor(run_dir)
     task = config.task
     if data_file is None:
         bundle = load_bundle(config.data, task)
@@ -61,25 +73,65 @@ def _columns_of(data: DataConfig, source: str | Path) -> DataConfig:
                       label_column=data.label_column, label_delimiter=data.label_delimiter, empty_texts=data.empty_texts)
 
 
-def predict_file(run_dir: str | Path, data_file: str | Path, out: str | Path) -> dict[str, Any]:
-    """Predict every row of ``data_file`` and write them to ``out`` (.csv or .parquet)."""
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name (model)`` when the user's file already has a column of that name."""
+    return name if name not in taken else f"{name} (model)"
+
+
+def predict_table(run_dir: str | Path, data_file: str | Path, *, text_column: str | None = None,
+                  text_pair_column: str | None = None, predictor: Predictor | None = None) -> pd.DataFrame:
+    """Every row of ``data_file`` with all of its own columns, its row number, and the run's predictions.
+
+    The file's columns are kept as they are (so the result joins back to anything by any of them); the
+    predictions go beside them: ``predicted``, ``confidence`` and one ``p_<label>`` per label for
+    classification, ``predicted`` for regression, the predicted tags for NER. A prediction column
+    whose name the file already uses is called ``<name> (model)``. Text columns follow the run's data
+    config unless ``text_column`` / ``text_pair_column`` are given.
+
+    Raises:
+        DataError: the file can't be read, or its text column is missing or empty (file, row, column).
+    """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    predictor = Predictor(run_dir / runs.MODEL_DIR, threshold=config.train.multi_label_threshold,
-                          max_length=config.model.max_length)
-    frame = load_frame(data_file, config.task, _columns_of(config.data, data_file), require_labels=False)
+    predictor = predictor or run_predictor(run_dir)
+    columns = _columns_of(config.data, data_file)
+    if text_column or text_pair_column:
+        columns = DataConfig(source=columns.source, text_column=text_column or columns.text_column,
+                             text_pair_column=text_pair_column, label_column=columns.label_column,
+                             label_delimiter=columns.label_delimiter, empty_texts=columns.empty_texts)
+    frame = load_frame(data_file, config.task, columns, require_labels=False)
+    try:
+        original = read_table(data_file)
+    except DataError:  # a CoNLL file: one sentence per row
+        original = read_conll(data_file)
+    if len(original) != len(frame):  # load_frame keeps every row of the file, in order; anything else is a bug
+        raise DataError(f"read {len(original)} rows but predicted {len(frame)}", file=str(data_file),
+                        fix="report this as a bug, with the file")
+    table = original.reset_index(drop=True).copy()
+    for column in table.columns:  # lists (CoNLL tokens/tags) as the words they are
+        if table[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+            table[column] = table[column].map(lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v)
+    taken = set(map(str, table.columns))
+    table.insert(0, _free_name("row", taken), frame["row"].to_numpy())
     if config.task == "token":
         tags = predictor.predict_tokens(frame["tokens"].tolist())
-        table = pd.DataFrame({"row": frame["row"], "tokens": [" ".join(t) for t in frame["tokens"]],
-                              "predicted": [" ".join(t) for t in tags]})
-    else:
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-        table = predictor.predict_texts(frame["text"].tolist(), pairs)
-        table.insert(0, "row", frame["row"].to_numpy())
+        table[_free_name("predicted", taken)] = [" ".join(t) for t in tags]
+        return table
+    pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
+    predicted = predictor.predict_texts(frame["text"].tolist(), pairs)
+    for column in predicted.columns:
+        if column not in ("text", "text_pair"):
+            table[_free_name(column, taken)] = predicted[column].to_numpy()
+    return table
+
+
+def predict_file(run_dir: str | Path, data_file: str | Path, out: str | Path) -> dict[str, Any]:
+    """Predict every row of ``data_file`` and write them, with the file's own columns, to ``out`` (.csv or .parquet)."""
+    table = predict_table(run_dir, data_file)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         table.to_parquet(out, index=False)
     else:
-        table.to_csv(out, index=False)
+        out.write_bytes(to_csv_bytes(table))  # opened in spreadsheets: no text cell may run as a formula
     return {"path": str(out), "rows": len(table)}

@@ -5,7 +5,7 @@ runs them in eval mode (no dropout: see :func:`frozen_prefix_modules`), so they 
 hidden states for a row in every epoch. :class:`FrozenPrefixCache` stores those hidden states
 (unpadded, one tensor per row) the first time a row is seen and afterwards starts the forward pass
 at layer k. The model's own forward still runs (masks, top layers, pooler, head); only its
-``embeddings`` and ``encoder.layer`` are swapped for the duration of one call.
+embedding modules and its layer list (where they sit: core.anatomy) are swapped for one call.
 
 Padding doesn't change a row's hidden states (padded keys are masked out), so the cached path
 computes what the uncached one does, up to float rounding; tests/test_speedups.py checks it.
@@ -13,28 +13,25 @@ computes what the uncached one does, up to float rounding; tests/test_speedups.p
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
+
+from core import anatomy
 
 # Above this many bytes of hidden states the cache is not used (a run falls back to recomputing).
 DEFAULT_BUDGET_BYTES = 2 * 2**30
 
 
-def _base(model: torch.nn.Module) -> torch.nn.Module | None:
-    prefix = getattr(model, "base_model_prefix", "")
-    return getattr(model, prefix, None) if prefix else None
-
-
 def supports(model: torch.nn.Module, num_frozen: int) -> bool:
-    """True for a BERT-shaped model (``<base>.embeddings``, ``<base>.encoder.layer``) with ``num_frozen`` ≥ 1 layers frozen."""
-    base = _base(model)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if num_frozen < 1 or base is None or getattr(base, "embeddings", None) is None or layers is None:
+    """True for a BERT-family model with a layer per depth (not ALBERT) whose embeddings and ``num_frozen`` ≥ 1
+    bottom layers are frozen."""
+    try:
+        body = anatomy.of(model)
+    except anatomy.AnatomyError:
         return False
-    prefix = [base.embeddings, *list(layers)[:num_frozen]]
-    return num_frozen < len(layers) and not any(p.requires_grad for m in prefix for p in m.parameters())
+    if num_frozen < 1 or body.layer_list is None:
+        return False
+    prefix = [*body.embeddings, *body.layers[:num_frozen]]
+    return num_frozen < len(body.layers) and not any(p.requires_grad for m in prefix for p in m.parameters())
 
 
 def frozen_prefix_modules(model: torch.nn.Module, num_frozen: int) -> list[torch.nn.Module]:
@@ -45,8 +42,8 @@ def frozen_prefix_modules(model: torch.nn.Module, num_frozen: int) -> list[torch
     """
     if num_frozen < 1:
         return []
-    base = _base(model)
-    return [base.embeddings, *list(base.encoder.layer)[:num_frozen]]
+    body = anatomy.of(model)
+    return [*body.embeddings, *body.layers[:num_frozen]]
 
 
 class _Given(torch.nn.Module):
@@ -65,8 +62,9 @@ class FrozenPrefixCache:
 
     def __init__(self, model: torch.nn.Module, num_frozen: int):
         self.model = model
-        self.base = _base(model)
-        self.layers = self.base.encoder.layer
+        self.body = anatomy.of(model)
+        self.base = self.body.backbone
+        self.layers = list(self.body.layers)
         self.k = num_frozen
         self.rows: dict[int, torch.Tensor] = {}
         self.computed = 0  # rows whose prefix was computed (each once)
@@ -76,15 +74,6 @@ class FrozenPrefixCache:
         """Whether the hidden states of rows of these lengths (fp32) stay within ``budget_bytes``."""
         return int(sum(int(n) for n in lengths)) * hidden_size * 4 <= budget_bytes
 
-    @contextlib.contextmanager
-    def _swapped(self, embeddings: torch.nn.Module, layers: torch.nn.ModuleList) -> Iterator[None]:
-        old_embeddings, old_layers = self.base.embeddings, self.base.encoder.layer
-        self.base.embeddings, self.base.encoder.layer = embeddings, layers
-        try:
-            yield
-        finally:
-            self.base.embeddings, self.base.encoder.layer = old_embeddings, old_layers
-
     def _compute(self, rows: list[int], inputs: dict[str, torch.Tensor]) -> None:
         """Run the prefix on the batch positions whose rows are not cached yet and store each row unpadded."""
         missing = [j for j, r in enumerate(rows) if r not in self.rows]
@@ -92,7 +81,7 @@ class FrozenPrefixCache:
             return
         sub = {k: v[missing] for k, v in inputs.items()}
         # no_grad, not inference_mode: the stored tensors feed the top layers' autograd graph later.
-        with torch.no_grad(), self._swapped(self.base.embeddings, torch.nn.ModuleList(list(self.layers)[: self.k])):
+        with torch.no_grad(), self.body.swapped(layers=self.layers[: self.k]):
             hidden = self.base(**sub).last_hidden_state
         lengths = sub["attention_mask"].sum(1).tolist() if "attention_mask" in sub else [hidden.shape[1]] * len(missing)
         for i, (j, n) in enumerate(zip(missing, lengths, strict=True)):
@@ -108,5 +97,7 @@ class FrozenPrefixCache:
         for j, r in enumerate(rows):
             cached = self.rows[r]
             hidden[j, : cached.shape[0]] = cached
-        with self._swapped(_Given(hidden), torch.nn.ModuleList(list(self.layers)[self.k :])):
+        # The stored states stand in for the embeddings; a projection after them (ELECTRA's) is already applied.
+        given = [_Given(hidden), *(torch.nn.Identity() for _ in self.body.embedding_paths[1:])]
+        with self.body.swapped(embeddings=given, layers=self.layers[self.k :]):
             return self.model(**inputs).logits

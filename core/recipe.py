@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import runs
+from core import model_format, runs
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
+from core.device import reset_peak_memory
 from core.events import EventSink, EventWriter, read_events
-from core.loop import Predictions, TrainResult, make_loss, predict, reset_peak_memory, train
+from core.loop import Predictions, TrainResult, make_loss, predict, train
 from core.metrics import build_report, predictions_frame, resolve_metric_for_best
 from core.models import ModelError, load_model, load_tokenizer, model_facts
-from core.strategies import StrategyError, build_strategy, save_for_inference
+from core.strategies import StrategyError, build_strategy
 from core.tokenize import PaddingCollator, encode_split, token_stats
 
 USER_ERRORS = (ConfigError, DataError, ModelError, StrategyError)
@@ -155,7 +156,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     t0 = time.monotonic()
     from accelerate import Accelerator
 
-    accelerator = Accelerator()  # the loop applies config.train.precision itself (see core.loop.autocast)
+    accelerator = Accelerator()  # the loop applies config.train.precision itself (see core.device.autocast)
     reset_peak_memory(accelerator.device)  # the device whose peak the loop reports; data loading counts too
     bundle = load_bundle(config.data, task)
     for warning in bundle.warnings:
@@ -227,9 +228,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     eval_seconds = time.monotonic() - t_eval
 
     model_dir = run_dir / runs.MODEL_DIR
-    model.config.tuneboard_task = task
-    save_for_inference(plan, model, model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_format.save(plan, model, model_dir, tokenizer=tokenizer, task=task)
     saved_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
 
     train_lengths = encoded["train"].lengths

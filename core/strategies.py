@@ -3,12 +3,13 @@
 A strategy is a function ``build(model, config, num_train_rows) -> StrategyPlan``. The plan carries
 the (possibly wrapped) model, the optimizer's parameter groups, and optional hooks the loop calls at
 fixed points (``on_epoch_start`` for gradual unfreezing, ``after_optimizer_step`` for AdaLoRA's rank
-reallocation). There is no class hierarchy: adding a strategy is adding one builder to STRATEGIES.
+reallocation). There is no class hierarchy: adding a strategy is adding one builder and its entry in
+``core.strategy_registry`` (which names the builder; :data:`STRATEGIES` here is read from it).
 
-How a BERT-family model is carved up (names relative to ``model.base_model_prefix``, e.g. ``bert``):
+How a BERT-family model is carved up (``core.anatomy`` knows where each part sits, per layout):
 
-* **embeddings** — ``<base>.embeddings.*``
-* **layer i** — ``<base>.encoder.layer.<i>.*`` (bottom = 0)
+* **embeddings** — ``<base>.embeddings.*`` (and the projection to the hidden size where there is one)
+* **layer i** — encoder layer i (``<base>.encoder.layer.<i>.*`` in BERT; bottom = 0)
 * **pooler** — every other parameter of the base model (BERT's ``pooler.dense``). It sits above
   the top layer and feeds only the classifier, so it trains with the top of the stack: it trains in
   ``freeze``, gets the head's learning rate in ``llrd``/``discriminative``, and unfreezes together
@@ -16,137 +17,48 @@ How a BERT-family model is carved up (names relative to ``model.base_model_prefi
 * **head** — everything outside the base model (``classifier.*``). ``head_only`` trains the head
   alone — a linear probe on the frozen pooled output; the pooler stays frozen.
 
+``freeze``, ``llrd`` and ``gradual_unfreeze`` treat each depth apart, so they refuse ALBERT, whose
+depths share one set of layer weights.
+
 Frozen modules keep their dropout active in training mode — except the frozen bottom of ``freeze``
 (embeddings and layers 0..k-1), which runs in eval mode, without dropout: a fixed feature extractor
 whose output the loop computes once per row and reuses every epoch (``core.frozen_cache``).
 
 PEFT strategies (lora, adalora, ia3, prefix) live in ``core.peft_strategies`` and the bottleneck
 adapter in ``core.adapters``; both are imported only when chosen, so plain runs never import peft.
+How each strategy's model is saved and loaded is ``core.model_format``'s.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 
+from core import strategy_registry
+from core.anatomy import Parts
 from core.config import RunConfig
 
-NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
-Named = list[tuple[str, torch.nn.Parameter]]
-Builder = Callable[[torch.nn.Module, RunConfig, "int | None"], "StrategyPlan"]
+# Re-exported (see __all__): the saved format's entry points, importable from here as before.
+from core.model_format import BASE_TYPE_KEY, GUARDED_TYPE, guard_plain_loading, plain_loadable
+from core.model_format import save as save_for_inference
+from core.strategy_plan import (
+    NO_DECAY_MARKERS,
+    Named,
+    StrategyError,
+    StrategyPlan,
+    decay_groups,
+    per_depth_parts,
+    set_trainable,
+    split_parts,
+    trainable_named,
+)
 
+Builder = Callable[[torch.nn.Module, RunConfig, "int | None"], StrategyPlan]
 
-class StrategyError(ValueError):
-    """The strategy's options don't fit the model; raised before any training starts."""
-
-
-@dataclass
-class StrategyPlan:
-    kind: str
-    model: torch.nn.Module
-    param_groups: list[dict[str, Any]]
-    on_epoch_start: Callable[[int], None] | None = None
-    after_optimizer_step: Callable[[int], None] | None = None
-    # A term added to every micro-batch's loss (AdaLoRA's orthogonality penalty).
-    regulariser: Callable[[], torch.Tensor] | None = None
-    # State the strategy keeps outside the parameters (AdaLoRA's importance estimates and rank pattern):
-    # the loop saves it with each checkpoint and hands it back on resume.
-    state_dict: Callable[[], dict[str, Any]] | None = None
-    load_state_dict: Callable[[dict[str, Any]], None] | None = None
-    notes: list[str] = field(default_factory=list)
-    # How save_for_inference writes model/: "plain" (save_pretrained), "peft_merge", "peft_prefix", "adapter".
-    save_format: str = "plain"
-    # Embeddings and this many bottom encoder layers are frozen for the whole run (freeze): the loop runs
-    # them in eval mode and computes their output once per row (core.frozen_cache).
-    frozen_prefix_layers: int = 0
-
-    def describe(self) -> dict[str, Any]:
-        """Trainable and total parameter counts and the groups with their learning rates."""
-        total = sum(p.numel() for p in self.model.parameters())
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        groups = [
-            # The scheduler rewrites "lr" in place once the optimizer holds the groups; "initial_lr" is the peak.
-            {"name": g.get("name", f"group{i}"), "lr": g.get("initial_lr", g["lr"]), "weight_decay": g.get("weight_decay", 0.0),
-             "params": sum(p.numel() for p in g["params"])}
-            for i, g in enumerate(self.param_groups)
-        ]
-        return {
-            "kind": self.kind,
-            "trainable_params": trainable,
-            "total_params": total,
-            "trainable_percent": round(100.0 * trainable / max(total, 1), 4),
-            "groups": groups,
-            "notes": self.notes,
-        }
-
-
-def decay_groups(named: Named, lr: float, weight_decay: float, name: str) -> list[dict[str, Any]]:
-    """Split parameters into weight-decay and no-decay (biases, LayerNorm) groups at one learning rate."""
-    decay = [p for n, p in named if not any(m in n for m in NO_DECAY_MARKERS)]
-    no_decay = [p for n, p in named if any(m in n for m in NO_DECAY_MARKERS)]
-    groups = []
-    if decay:
-        groups.append({"name": name, "params": decay, "lr": lr, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"name": f"{name} (no decay)", "params": no_decay, "lr": lr, "weight_decay": 0.0})
-    return groups
-
-
-def trainable_named(model: torch.nn.Module) -> Named:
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-
-# --- carving a BERT-family model into parts -----------------------------------------------------
-
-@dataclass
-class Parts:
-    """A model's parameters by role, bottom to top (see the module docstring)."""
-
-    embeddings: Named
-    layers: list[Named]
-    pooler: Named
-    head: Named
-
-    def all(self) -> Named:
-        return [*self.embeddings, *(p for layer in self.layers for p in layer), *self.pooler, *self.head]
-
-
-def split_parts(model: torch.nn.Module) -> Parts:
-    """Sort every parameter into embeddings / layer i / pooler / head; StrategyError if the model isn't BERT-shaped."""
-    prefix = getattr(model, "base_model_prefix", "")
-    base = getattr(model, prefix, None) if prefix else None
-    layers_module = getattr(getattr(base, "encoder", None), "layer", None)
-    if base is None or getattr(base, "embeddings", None) is None or layers_module is None:
-        raise StrategyError(
-            f"{type(model).__name__} is not laid out like a BERT-family encoder (<base>.embeddings, "
-            "<base>.encoder.layer.N); layer-wise strategies can't tell its layers apart. Use full, lora, ia3 or adapter."
-        )
-    n = len(layers_module)
-    parts = Parts([], [[] for _ in range(n)], [], [])
-    for name, param in model.named_parameters():
-        if not name.startswith(prefix + "."):
-            parts.head.append((name, param))
-            continue
-        rest = name[len(prefix) + 1:]
-        if rest.startswith("embeddings."):
-            parts.embeddings.append((name, param))
-        elif rest.startswith("encoder.layer."):
-            parts.layers[int(rest.split(".")[2])].append((name, param))
-        else:
-            parts.pooler.append((name, param))
-    return parts
-
-
-def set_trainable(model: torch.nn.Module, named: Named) -> None:
-    """Freeze everything, then unfreeze exactly ``named``."""
-    keep = {id(p) for _, p in named}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in keep)
+__all__ = ["BASE_TYPE_KEY", "GUARDED_TYPE", "NO_DECAY_MARKERS", "STRATEGIES", "Builder", "Named", "Parts", "StrategyError",
+           "StrategyPlan", "build_strategy", "decay_groups", "guard_plain_loading", "plain_loadable", "save_for_inference",
+           "set_trainable", "split_parts", "trainable_named"]
 
 
 def _plan(kind: str, model: torch.nn.Module, config: RunConfig, trainable: Named, notes: list[str] | None = None) -> StrategyPlan:
@@ -163,7 +75,7 @@ def build_full(model: torch.nn.Module, config: RunConfig, num_train_rows: int | 
 
 
 def build_freeze(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
-    parts = split_parts(model)
+    parts = per_depth_parts(model, "freeze")
     k, n = config.strategy.freeze_layers, len(parts.layers)
     if k >= n:
         raise StrategyError(
@@ -192,7 +104,7 @@ def build_bitfit(model: torch.nn.Module, config: RunConfig, num_train_rows: int 
 
 def build_llrd(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
     """Head (and pooler) at the learning rate; layer i at lr·d^(L−i); embeddings at lr·d^(L+1)."""
-    parts = split_parts(model)
+    parts = per_depth_parts(model, "llrd")
     lr, d, wd, n = config.train.learning_rate, config.strategy.layer_decay, config.train.weight_decay, len(parts.layers)
     set_trainable(model, parts.all())
     groups = decay_groups(parts.head + parts.pooler, lr, wd, "head")
@@ -235,7 +147,7 @@ def build_gradual_unfreeze(model: torch.nn.Module, config: RunConfig, num_train_
     Every parameter is in the optimizer from the start; a frozen one has no gradient, and AdamW skips
     parameters without gradients (no update, no weight decay), so it stays exactly as loaded.
     """
-    parts = split_parts(model)
+    parts = per_depth_parts(model, "gradual_unfreeze")
     every, every_steps, n = config.strategy.unfreeze_every, config.strategy.unfreeze_every_steps, len(parts.layers)
     groups = decay_groups(parts.all(), config.train.learning_rate, config.train.weight_decay, "all")
     set_trainable(model, stage_params(parts, 0))
@@ -259,36 +171,24 @@ def build_gradual_unfreeze(model: torch.nn.Module, config: RunConfig, num_train_
                         state_dict=lambda: dict(taken), load_state_dict=lambda state: after_optimizer_step(state["steps"] - 1))
 
 
-def _lazy(module: str, name: str) -> Builder:
-    """A builder imported on first use: peft is heavy and only the PEFT strategies need it."""
+def _lazy(spec: strategy_registry.StrategySpec) -> Builder:
+    """The registry's builder, imported on first use: peft is heavy and only the PEFT strategies need it."""
 
     def build(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
-        return getattr(importlib.import_module(module), name)(model, config, num_train_rows)
+        return spec.resolve()(model, config, num_train_rows)
 
+    build.__name__ = build.__qualname__ = spec.builder.partition(":")[2]
     return build
 
 
-STRATEGIES: dict[str, Builder] = {
-    "full": build_full,
-    "freeze": build_freeze,
-    "head_only": build_head_only,
-    "bitfit": build_bitfit,
-    "llrd": build_llrd,
-    "discriminative": build_discriminative,
-    "gradual_unfreeze": build_gradual_unfreeze,
-    "lora": _lazy("core.peft_strategies", "build_lora"),
-    "adalora": _lazy("core.peft_strategies", "build_adalora"),
-    "ia3": _lazy("core.peft_strategies", "build_ia3"),
-    "prefix": _lazy("core.peft_strategies", "build_prefix"),
-    "adapter": _lazy("core.adapters", "build_adapter"),
-}
+STRATEGIES: dict[str, Builder] = {kind: _lazy(spec) for kind, spec in strategy_registry.STRATEGIES.items()}
 
 
 def build_strategy(model: torch.nn.Module, config: RunConfig, num_train_rows: int | None = None) -> StrategyPlan:
     """Apply ``config.strategy`` to ``model``; StrategyError if the kind or its options don't fit.
 
     ``num_train_rows`` lets step-scheduled strategies (AdaLoRA's rank budget) agree with the loop's
-    step count (``core.loop.plan_steps``).
+    step count (``core.schedule.plan_steps``).
     """
     kind = config.strategy.kind
     if kind not in STRATEGIES:
@@ -297,59 +197,3 @@ def build_strategy(model: torch.nn.Module, config: RunConfig, num_train_rows: in
     if not any(p.requires_grad for p in plan.model.parameters()):
         raise StrategyError(f"strategy {kind!r} left no parameter trainable.")
     return plan
-
-
-def save_for_inference(plan: StrategyPlan, model: torch.nn.Module, out_dir: Any) -> None:
-    """Write ``model/`` for inference.
-
-    * plain strategies: ``save_pretrained`` — loads with ``AutoModelFor…from_pretrained`` and ``pipeline()``.
-    * lora / adalora / ia3: the merged full model (same as plain) plus ``adapter/`` (peft adapter + head).
-    * prefix: the base model with the trained head plus ``adapter/``; needs peft to predict (load_saved does it).
-    * adapter: full weights including the adapters and a ``tuneboard_adapter`` marker; load_saved rebuilds it.
-
-    Plain transformers would load the last two as the base model without the prefix or the adapters,
-    and predict something else without a word. So their ``config.json`` names a model type of our own
-    (:func:`guard_plain_loading`): plain loading stops with "does not recognize this architecture"
-    and the folder's README.md says how to load it.
-    """
-    out_dir = Path(out_dir)
-    if plan.save_format in ("peft_merge", "peft_prefix"):
-        from core.peft_strategies import save_peft
-
-        save_peft(plan, model, out_dir)
-    else:  # "plain" and "adapter": the adapter's config marker was set when it was inserted
-        model.save_pretrained(out_dir, safe_serialization=True)
-    if plan.save_format in ("peft_prefix", "adapter"):
-        guard_plain_loading(out_dir, plan.kind)
-
-
-GUARDED_TYPE = "tuneboard-{kind}"  # config.json's model_type for folders only Tuneboard can rebuild
-BASE_TYPE_KEY = "tuneboard_base_model_type"
-
-
-def plain_loadable(model_dir: str | Path) -> bool:
-    """Whether plain transformers (``from_pretrained``, ``pipeline()``) loads ``model_dir`` as trained."""
-    import json
-
-    return BASE_TYPE_KEY not in json.loads((Path(model_dir) / "config.json").read_text())
-
-
-def guard_plain_loading(model_dir: Path, kind: str) -> None:
-    """Make plain transformers refuse ``model_dir`` instead of loading it without the strategy's extras."""
-    import json
-
-    path = model_dir / "config.json"
-    config = json.loads(path.read_text())
-    config[BASE_TYPE_KEY] = config["model_type"]
-    config["model_type"] = GUARDED_TYPE.format(kind=kind)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (model_dir / "README.md").write_text(
-        f"# A Tuneboard model fine-tuned with the `{kind}` strategy\n\n"
-        f"Its weights include {'bottleneck adapters' if kind == 'adapter' else 'a trained prefix (in adapter/)'}, "
-        "which plain `transformers` can't express: loaded with `AutoModel…from_pretrained` or `pipeline()` it would be "
-        f"the base `{config[BASE_TYPE_KEY]}` model without them and predict something else. That is why `config.json` "
-        f"names the model type `{config['model_type']}`, which plain transformers refuses.\n\n"
-        "Load it with Tuneboard:\n\n```python\nfrom core.inference import Predictor\n"
-        "predictor = Predictor(\"path/to/this/folder\")\nprint(predictor.predict([\"a text\"]))\n```\n\n"
-        "or `python -m core predict RUN_DIR --data texts.csv --out predictions.csv`.\n"
-    )

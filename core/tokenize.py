@@ -249,16 +249,34 @@ def eval_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
-def token_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
-    """Length summary under a tokenizer: what the data page and the run report show."""
+def untruncated_lengths(frame: pd.DataFrame, task: str, tokenizer: Any) -> np.ndarray:
+    """Tokens per row of a canonical frame with special tokens and without truncation (the Data page's histogram)."""
+    if len(frame) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if task == "token":
+        enc = tokenizer([list(t) for t in frame["tokens"]], is_split_into_words=True, truncation=False)
+    elif "text_pair" in frame.columns:
+        enc = tokenizer(frame["text"].astype(str).tolist(), frame["text_pair"].astype(str).tolist(), truncation=False)
+    else:
+        enc = tokenizer(frame["text"].astype(str).tolist(), truncation=False)
+    return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(frame))
+
+
+def token_stats(lengths: np.ndarray, max_length: int, *, truncated: bool = True) -> dict[str, float]:
+    """Length summary under a tokenizer: what the data page and the run report show.
+
+    ``truncated``: the lengths were measured after truncation to ``max_length`` (the run report), so a
+    row at exactly ``max_length`` counts as cut; untruncated lengths (the Data page) are cut only above it.
+    """
     if len(lengths) == 0:
         return {"count": 0}
     lengths = np.asarray(lengths)
+    cut = lengths >= max_length if truncated else lengths > max_length
     return {
         "count": int(len(lengths)),
         "mean": float(lengths.mean()),
         "median": float(np.median(lengths)),
         "p95": float(np.percentile(lengths, 95)),
         "max": int(lengths.max()),
-        "truncated_share": float((lengths >= max_length).mean()),
+        "truncated_share": float(cut.mean()),
     }

@@ -42,3 +42,38 @@ def seeded_root() -> dict[str, str]:
                     "samples_per_s": 50.0})
     runs.refresh_index(root)
     return {"root": str(root), "completed": done, "failed": failed.name, "half": half.name, "running": running.name}
+
+
+def three_class_run(root: str | Path, source_run: str) -> str:
+    """A completed 3-class run for the confusion-matrix drill-down: the seeded run's model and config,
+    with a report and predictions computed by core.metrics from seeded scores that put examples in
+    every cell (a tiny real model predicts the class prior; the drill-down is what is under test)."""
+    import numpy as np
+
+    from core.data import load_sample
+    from core.metrics import build_report, predictions_frame
+    from core.recipe import write_parquet
+
+    root = Path(root)
+    frame, _ = load_sample("rotten_tomatoes_3way")
+    frame = frame.sample(90, random_state=3).reset_index(drop=True)
+    names = tuple(sorted(frame["label"].astype(str).unique()))
+    gold = np.asarray([names.index(v) for v in frame["label"].astype(str)])
+    rng = np.random.default_rng(7)
+    scores = rng.normal(size=(len(gold), len(names)))
+    scores[np.arange(len(gold)), gold] += 1.0  # right more often than not, wrong in every direction
+    texts = frame["text"].astype(str).tolist()
+    config = runs.read_json(root / source_run / runs.CONFIG)
+    config = {**config, "name": "three-class", "data": {**config["data"], "source": "sample:rotten_tomatoes_3way"}}
+    run_dir = runs.create_run_dir(root, "three-class", config)
+    report = build_report("single_label", names, gold, scores, texts=texts)
+    table = predictions_frame("single_label", names, gold, scores, texts=texts)
+    table.insert(0, "row", np.arange(2, len(table) + 2))
+    write_parquet(table, run_dir / runs.PREDICTIONS)
+    full = {**runs.read_json(root / source_run / runs.REPORT), "run_id": run_dir.name, "labels": list(names),
+            "eval_split": "test", "test": report, "validation": report}
+    runs.atomic_write_json(run_dir / runs.REPORT, full)
+    shutil.copytree(root / source_run / runs.MODEL_DIR, run_dir / runs.MODEL_DIR)
+    runs.write_status(run_dir, state="completed", finished=time.time())
+    runs.index_run(root, run_dir)
+    return run_dir.name

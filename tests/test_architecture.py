@@ -38,3 +38,127 @@ def test_core_cli_runs_without_streamlit_loaded():
 def test_core_never_imports_scattertext_or_snownlp():
     for p in (ROOT / "core").rglob("*.py"):
         assert not {"scattertext", "snownlp"} & imported_modules(p), p.name
+
+
+# --- no import circles among core's modules ----------------------------------------------------------
+# Function-level (lazy) imports count as edges too. They run as surely as top-level ones, only later, so
+# a circle through one still means neither module can be read, changed or tested without the other, and
+# hoisting that import to the top (a routine tidy-up) turns it into an ImportError at start-up. Both
+# circles this test was written for went through lazy imports (loop -> strategies -> peft_strategies ->
+# loop for AdaLoRA's plan_steps; adapters <-> models for the adapter marker and restore). Imports under
+# ``if TYPE_CHECKING:`` never run and don't count.
+
+
+def core_module_name(path: Path, top: Path) -> str:
+    """``core/loop.py`` -> ``core.loop``; a package's ``core/data/__init__.py`` -> ``core.data`` (``top``: core's parent)."""
+    parts = list(path.relative_to(top).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_nodes(tree: ast.AST):
+    """Every Import/ImportFrom node, at any depth, except those under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def core_imports(path: Path, modules: set[str], top: Path) -> set[str]:
+    """The core modules ``path`` imports (``from core.x import name`` is core.x; ``from core import x`` is core.x)."""
+    name = core_module_name(path, top)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def resolve(dotted: str) -> str | None:
+        # The longest prefix that is a module of ours: ``core.data.readers.Reader`` -> ``core.data.readers``.
+        parts = dotted.split(".")
+        for end in range(len(parts), 0, -1):
+            candidate = ".".join(parts[:end])
+            if candidate in modules:
+                return candidate
+        return None
+
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            base = node.module or ""
+            if node.level:  # relative: from . import x / from .x import y
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # ``from core import runs`` imports core.runs; ``from core.loop import train`` only core.loop.
+            subs = [f"{base}.{alias.name}" for alias in node.names]
+            targets = [t if t in modules else base for t in subs]
+        for target in targets:
+            module = resolve(target)
+            if module is not None and module != name:
+                found.add(module)
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    paths = sorted(root.rglob("*.py"))
+    modules = {core_module_name(p, root.parent) for p in paths}
+    return {core_module_name(p, root.parent): core_imports(p, modules, root.parent) for p in paths}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_import_graph_reader_sees_packages_relative_and_lazy_imports(tmp_path):
+    pkg = tmp_path / "core"
+    (pkg / "data").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "a.py": "from core.data import load\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from core import c\n",
+        "b.py": "def f():\n    from core import a\n    import core.data.readers\n",
+        "c.py": "from core.b import f\n",
+        "data/__init__.py": "from .readers import load\n",
+        "data/readers.py": "import core.c as c\n",
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    graph = import_graph(pkg)
+    assert graph["core.a"] == {"core.data"}  # the TYPE_CHECKING import doesn't count
+    assert graph["core.b"] == {"core.a", "core.data.readers"}  # lazy imports do
+    assert graph["core.data"] == {"core.data.readers"}
+    assert find_cycle(graph) == ["core.a", "core.data", "core.data.readers", "core.c", "core.b", "core.a"]
+    (pkg / "c.py").write_text("")
+    assert find_cycle(import_graph(pkg)) is None
+
+
+def test_core_has_no_import_circles():
+    cycle = find_cycle(import_graph(ROOT / "core"))
+    assert cycle is None, "import circle: " + " -> ".join(cycle)

@@ -159,7 +159,7 @@ def test_peak_memory_restarts_per_run():
         pytest.skip("the CPU peak is reset through /proc")
     code = (
         "import torch\n"
-        "from core.loop import peak_memory_mb, reset_peak_memory\n"
+        "from core.device import peak_memory_mb, reset_peak_memory\n"
         "cpu = torch.device('cpu')\n"
         "big = torch.ones(64 * 2**20)  # 256 MB, touched\n"
         "with_big = peak_memory_mb(cpu)\n"
@@ -170,3 +170,42 @@ def test_peak_memory_restarts_per_run():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     with_big, after_reset = map(float, out)
     assert after_reset < with_big - 200
+
+
+# The keys of loop_state.json as the loop wrote them when its state was a dict: checkpoints written
+# then must still resume.
+LEGACY_KEYS = ["global_step", "epoch", "micro_in_epoch", "best_metric", "best_step", "bad_evals", "samples_seen",
+               "tokens_seen", "elapsed", "side_seconds", "evals"]
+
+
+def test_loop_state_reads_and_writes_the_earlier_format():
+    import json
+
+    from core.loop import LoopState
+
+    text = ('{"global_step": 25, "epoch": 1, "micro_in_epoch": 5, "best_metric": 0.75, "best_step": 20, "bad_evals": 0, '
+            '"samples_seen": 400, "tokens_seen": 5120, "elapsed": 3.5, "side_seconds": 0.25, '
+            '"evals": [{"step": 20, "epoch": 1.0, "split": "validation", "metrics": {"accuracy": 0.75}}]}')
+    state = LoopState.from_json(text)
+    assert (state.global_step, state.epoch, state.micro_in_epoch, state.best_metric, state.evals[0]["step"]) == (25, 1, 5, 0.75, 20)
+    assert list(json.loads(state.to_json())) == LEGACY_KEYS and json.loads(state.to_json()) == json.loads(text)
+    state.advance_epoch(1)
+    state.advance_epoch(1)  # idempotent: the end-of-epoch evaluation and the end of the epoch both advance it
+    assert (state.epoch, state.micro_in_epoch) == (2, 0)
+
+
+def test_resume_from_a_checkpoint_in_the_earlier_format(tmp_path):
+    import json
+
+    full, _, full_model, _ = run(tmp_path / "a")
+    cancelled, _, _, _ = run(tmp_path / "b", steps_to_cancel=25)
+    path = tmp_path / "b" / "ckpt" / "loop_state.json"
+    saved = json.loads(path.read_text())
+    assert list(saved) == LEGACY_KEYS
+    # Written back the way the dict-based loop wrote it: json.dumps of a plain dict in its key order.
+    path.write_text(json.dumps({key: saved[key] for key in LEGACY_KEYS}))
+    resumed, events, resumed_model, _ = run(tmp_path / "b", resume=True, model=tiny_model(seed=123))
+    assert resumed.global_step == full.global_step and events[0]["resumed_from_step"] == 25
+    assert [e["step"] for e in resumed.evals] == [e["step"] for e in full.evals]
+    for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name

@@ -69,12 +69,17 @@ def test_cli_predict_and_eval(trained, tmp_path):
     from core.__main__ import main
 
     src = tmp_path / "new.csv"
-    pd.DataFrame({"article": ["The striker scored twice in the final.", "The bank raised interest rates."],
-                  "label": ["sports", "business"]}).to_csv(src, index=False)
+    pd.DataFrame({"article": ["The striker scored twice in the final.", "=HYPERLINK(\"http://x\") The bank raised interest rates."],
+                  "label": ["sports", "business"], "speaker": ["ann", "bob"], "confidence": ["high", "low"]}).to_csv(src, index=False)
     out = tmp_path / "pred.csv"
     assert main(["predict", str(trained.run_dir), "--data", str(src), "--out", str(out)]) == 0
     table = pd.read_csv(out)
     assert list(table["row"]) == [2, 3] and len(table) == 2
+    # the user's own columns stay, the predictions go beside them (a clashing name gets "(model)")
+    assert list(table.columns[:5]) == ["row", "article", "label", "speaker", "confidence"]
+    assert list(table["speaker"]) == ["ann", "bob"] and list(table["confidence"]) == ["high", "low"]
+    assert "predicted" in table.columns and table["confidence (model)"].between(0, 1).all()
+    assert table["article"][1].startswith("'=HYPERLINK")  # a spreadsheet shows it as text, never runs it
     probs = table[[c for c in table.columns if c.startswith("p_")]]
     assert probs.shape[1] == 5 and np.allclose(probs.sum(axis=1), 1.0)
 

@@ -11,7 +11,16 @@ import re
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
 
 from core.config import ConfigError, ModelConfig, RunConfig, StrategyConfig, TrainConfig
 from core.loop import make_loss, train
@@ -260,8 +269,15 @@ def test_refusals_say_why():
     distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64))
     with pytest.raises(StrategyError, match=r"prefix tuning can't work on 'distilbert'.*past_key_values.*BERT, RoBERTa"):
         build_strategy(distil, config_for("prefix"))
+    # Layouts core.anatomy doesn't know, and ALBERT's shared layers for the strategies that treat each depth apart.
+    gpt2 = GPT2ForSequenceClassification(GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2, num_labels=2))
     with pytest.raises(StrategyError, match="not laid out like a BERT-family encoder"):
-        build_strategy(distil, config_for("llrd"))
+        build_strategy(gpt2, config_for("llrd"))
+    albert = AlbertForSequenceClassification(AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                                          num_attention_heads=2, intermediate_size=64))
+    for kind in ("freeze", "llrd", "gradual_unfreeze"):
+        with pytest.raises(StrategyError, match=f"{kind} treats each encoder layer apart.*shared set of layer weights"):
+            build_strategy(albert, config_for(kind, freeze_layers=0))
 
 
 def texts() -> list[str]:

@@ -24,7 +24,24 @@ def test_confusion_overlay_has_one_clickable_point_per_cell_in_row_major_order()
     assert list(overlay.text[:3]) == ["5", "1", "0"]
     assert overlay.customdata[7][2] == 4  # true pos, predicted neu
     assert fig.layout.clickmode == "event+select"
-    assert fig.layout.yaxis.autorange == "reversed"  # the first true label on top, as in a printed matrix
+    assert tuple(fig.layout.yaxis.range) == (2.5, -0.5)  # the first true label on top, as in a printed matrix
+
+
+@pytest.mark.parametrize("labels", [["a", "b"], ["neg", "neu", "pos"], [f"class-{i}" for i in range(12)],
+                                    ["business", "entertainment", "politics", "sport", "tech"]])
+def test_confusion_markers_never_overlap_a_neighbouring_cell(labels):
+    # A marker wider than its cell swallowed the clicks of its neighbours (the drill-down listed the
+    # cell one down and one right); the figure's pixel size must hold exactly k cells of the marker's size.
+    k = len(labels)
+    cm = {"labels": labels, "counts": [[1] * k] * k, "normalized_true": [[1 / k] * k] * k, "normalized_pred": [[1 / k] * k] * k}
+    fig = charts.confusion_figure(cm)
+    g = charts.confusion_geometry(labels)
+    margin = fig.layout.margin
+    plot_w, plot_h = fig.layout.width - margin.l - margin.r, fig.layout.height - margin.t - margin.b
+    assert plot_w == plot_h == g["cell"] * k
+    assert fig.data[1].marker.size < g["cell"]
+    assert tuple(fig.layout.xaxis.range) == (-0.5, k - 0.5)
+    assert g["cell"] >= 36 and (k > 4 or g["cell"] >= 90)  # a 3-class grid is no longer 85 px wide
 
 
 @pytest.mark.parametrize("mode,cell_text", [("true", "0.17"), ("pred", "0.12")])
@@ -76,6 +93,15 @@ def test_progress_uses_the_recent_pace_not_the_startup():
     assert p.samples_per_s == 16.0
     empty = progress([{"type": "start", "time": 0.0, "total_steps": 7}])
     assert empty.eta_s is None and empty.fraction == 0.0
+
+
+def test_progress_has_an_eta_from_the_first_logged_window():
+    # log_every=50 on a 400-row epoch of batch 8: the first step event comes at step 50 and the ETA must
+    # not wait for a second one (it used to stay "–" for the whole first epoch).
+    events = [{"type": "start", "time": 0.0, "total_steps": 150, "train_size": 400, "steps_per_epoch": 50},
+              {"type": "step", "time": 30.0, "step": 50, "epoch": 1.0, "samples_per_s": 16.0}]
+    p = progress(events)
+    assert p.eta_s == pytest.approx(100 * 8 / 16.0)  # 100 steps of 8 rows at 16 rows/s
 
 
 def test_resumed_steps_replace_the_earlier_attempt():

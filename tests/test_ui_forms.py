@@ -72,6 +72,42 @@ def test_the_yaml_for_download_loads_back_and_follows_tuneboard_home(tmp_path):
     assert forms.cli_command(config) == "python -m core train --config run.yaml"
 
 
+def test_the_yaml_lists_only_what_applies_to_the_strategy_and_task(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    config = RunConfig(name="rt", strategy=dataclasses.replace(RunConfig().strategy, kind="lora", lora_r=4))
+    raw = yaml.safe_load(forms.yaml_for_download(config))
+    assert {"lora_r", "lora_alpha", "lora_dropout"} <= set(raw["strategy"]) and raw["strategy"]["lora_r"] == 4
+    assert not {"freeze_layers", "prefix_tokens", "reduction_factor", "adapter_kind"} & set(raw["strategy"])
+    assert "multi_label_threshold" not in raw["train"]  # single-label: the threshold means nothing
+    (tmp_path / "run.yaml").write_text(forms.yaml_for_download(config))
+    assert load_config(tmp_path / "run.yaml") == config.replace(output_dir="")  # what was left out is the default
+    multi = config.replace(task="multi_label")
+    assert "multi_label_threshold" in yaml.safe_load(forms.yaml_for_download(multi))["train"]
+    assert [s["name"] for s in forms.train_fields("single_label")].count("multi_label_threshold") == 0
+    assert "multi_label_threshold" in [s["name"] for s in forms.train_fields("multi_label")]
+
+
+def test_an_uploaded_file_is_named_by_its_own_name_in_the_yaml(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from core.uploads import display_name, save_upload
+
+    root = tmp_path / "runs"
+    saved = save_upload(root, "../../party statements.csv", b"text,label\nhello,a\n")
+    assert saved.parent.parent == root / ".uploads" and saved.name == "party statements.csv"  # no way out of its folder
+    config = RunConfig(name="rt", data=dataclasses.replace(RunConfig().data, source=str(saved)))
+    text = forms.yaml_for_download(config, str(root))
+    assert yaml.safe_load(text)["data"]["source"] == "party statements.csv"
+    assert text.startswith("# data.source: the file you uploaded")
+    assert display_name(str(saved), root) == "party statements.csv (uploaded)"
+    assert display_name("sample:bbc_news", root) == "sample:bbc_news"
+
+
 def test_filter_runs_and_short_labels():
     table = pd.DataFrame({"run": ["20261123-113215-rt-fe1d", "x-2"], "name": ["rt", "ner"], "task": ["single_label", "token"],
                           "strategy": ["full", "lora"], "state": ["completed", "failed"]})

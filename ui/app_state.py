@@ -6,18 +6,76 @@ This is the one ui module that imports streamlit.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
 RUN_KEY = "run_id"
+DRAFT_KEY = "draft_id"
+# What a draft holds: the config form (cfg.*) and the Data page's own pickers.
+DRAFT_PREFIXES = ("cfg.", "col_")
+DRAFT_KEYS = ("data_source_kind", "data_sample", "data_path", "data_task", "data_upload_path", "model_source",
+              "compare_kinds", "lr_proposed")
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("TUNEBOARD_HOME", "runs")).resolve()
+    from core.config import default_runs_root
+
+    return Path(default_runs_root()).resolve()
 
 
+def _draft_values() -> dict:
+    return {k: v for k, v in st.session_state.items()
+            if isinstance(k, str) and (k.startswith(DRAFT_PREFIXES) or k in DRAFT_KEYS)}
+
+
+def draft_id() -> str:
+    """This tab's draft: from the URL (?draft=), else this session's, else a new one; written back to the URL."""
+    from core.drafts import new_draft_id, valid_id
+
+    from_url = st.query_params.get("draft")
+    if valid_id(from_url):
+        st.session_state[DRAFT_KEY] = from_url
+    elif not valid_id(st.session_state.get(DRAFT_KEY)):
+        st.session_state[DRAFT_KEY] = new_draft_id()
+    if st.query_params.get("draft") != st.session_state[DRAFT_KEY]:
+        st.query_params["draft"] = st.session_state[DRAFT_KEY]
+    return st.session_state[DRAFT_KEY]
+
+
+def restore_draft() -> None:
+    """Once per browser session: fill the form from the draft the URL names (kept on the server)."""
+    from core.drafts import load_draft
+
+    current = draft_id()
+    if st.session_state.get("_draft_restored") == current:
+        return
+    st.session_state["_draft_restored"] = current
+    for k, v in (load_draft(runs_root(), current) or {}).items():
+        if k not in st.session_state:
+            st.session_state[k] = v
+
+
+def save_draft() -> None:
+    """Store the form's values under this tab's draft id (a no-op when nothing changed).
+
+    Merged into what is stored: Streamlit forgets the value of a widget the current page doesn't draw
+    (the Data page's pickers while the Strategy page is open), and the draft must not forget it too.
+    """
+    from core.drafts import load_draft
+    from core.drafts import save_draft as store
+
+    current = st.session_state.get(DRAFT_KEY)
+    if current:
+        store(runs_root(), current, {**(load_draft(runs_root(), current) or {}), **_draft_values()})
+
+
+def seed(widget_key: str, value: object) -> None:
+    """Give a widget its first value through Session State (where a restored draft puts its values too),
+    rather than with ``index=``: a widget's ``index`` is part of its identity, so changing it between
+    runs would make a new widget and drop the value."""
+    if st.session_state.get(widget_key) is None:
+        st.session_state[widget_key] = value
 def current_run_id() -> str | None:
     """The run in the URL, else the last one picked in this session (written back to the URL)."""
     from_url = st.query_params.get("run")

@@ -74,16 +74,35 @@ def cell_points(labels: Sequence[str]) -> list[tuple[int, int]]:
     return [(i, j) for i in range(k) for j in range(k)]
 
 
+def confusion_geometry(labels: Sequence[str]) -> dict[str, int]:
+    """Pixel layout of the confusion matrix: cell side, margins and the figure's size.
+
+    Fixed, not left to the container: the clickable overlay's square markers must be exactly one cell
+    wide. A marker larger than its cell overlaps its neighbours, and a click then lands on the marker
+    drawn last (the cell one row down and one column right), so the geometry is decided here and the
+    page draws the figure at its own size (``width="content"``).
+    """
+    k = max(len(labels), 1)
+    cell = max(36, min(96, 480 // k))
+    longest = max((len(str(label)) for label in labels), default=1)
+    tick = min(160, 7 * longest + 10)  # about 7 px per character at the tick font size
+    left, bottom, top, right = tick + 40, tick + 40, 40, 10
+    return {"cell": cell, "left": left, "right": right, "top": top, "bottom": bottom,
+            "width": left + right + cell * k, "height": top + bottom + cell * k}
+
+
 def confusion_figure(cm: dict[str, Any], mode: str = "counts", *, selected: tuple[int, int] | None = None) -> go.Figure:
     """Heatmap of a report's ``confusion_matrix`` plus an invisible scatter overlay, one point per cell.
 
     Streamlit returns no selection for clicks on a heatmap (streamlit#8760), but it does for scatter
-    points: each cell gets a transparent square marker whose ``customdata`` is [gold, predicted].
+    points: each cell gets a transparent square marker, exactly one cell wide (see
+    :func:`confusion_geometry`), whose ``customdata`` is [gold, predicted, count].
     """
     labels = list(cm["labels"])
     counts = np.asarray(cm["counts"], dtype=float)
     values = {"counts": counts, "true": np.asarray(cm["normalized_true"]), "pred": np.asarray(cm["normalized_pred"])}[mode]
     k = len(labels)
+    geometry = confusion_geometry(labels)
     fig = go.Figure()
     fig.add_heatmap(z=values, x=labels, y=labels, colorscale="Blues", showscale=False, hoverinfo="skip",
                     zmin=0, zmax=float(values.max()) if mode == "counts" and values.size else 1.0)
@@ -91,11 +110,10 @@ def confusion_figure(cm: dict[str, Any], mode: str = "counts", *, selected: tupl
     text = [f"{int(counts[i, j])}" if mode == "counts" else f"{values[i, j]:.2f}" for i, j in pts]
     high = float(values.max()) if values.size else 0.0
     colors = ["white" if high and values[i, j] > 0.55 * high else "#1E293B" for i, j in pts]
-    size = max(12, min(90, int(420 / max(k, 1))))
     fig.add_scatter(
         x=[labels[j] for _, j in pts], y=[labels[i] for i, _ in pts], mode="markers+text", text=text,
         textfont={"color": colors, "size": 14 if k <= 6 else 10},
-        marker={"symbol": "square", "size": size, "color": "rgba(0,0,0,0)"},
+        marker={"symbol": "square", "size": geometry["cell"] - 2, "color": "rgba(0,0,0,0)"},
         customdata=[[labels[i], labels[j], int(counts[i, j])] for i, j in pts],
         hovertemplate="true %{customdata[0]} → predicted %{customdata[1]}<br>%{customdata[2]} examples<br>"
                       "click to list them<extra></extra>",
@@ -106,9 +124,13 @@ def confusion_figure(cm: dict[str, Any], mode: str = "counts", *, selected: tupl
     if selected is not None:
         i, j = selected
         fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line={"color": "#F59E0B", "width": 3})
-    fig.update_xaxes(title="predicted", side="bottom", type="category", constrain="domain")
-    fig.update_yaxes(title="true", autorange="reversed", type="category", scaleanchor="x")
-    return _layout(fig, CM_MODES[mode], height=max(320, 60 * k + 120), clickmode="event+select", dragmode=False)
+    # Index ranges: the grid fills the plot area exactly, so cell (i, j) is where the geometry says.
+    fig.update_xaxes(title="predicted", side="bottom", type="category", range=[-0.5, k - 0.5], automargin=False, fixedrange=True)
+    fig.update_yaxes(title="true", type="category", range=[k - 0.5, -0.5], automargin=False, fixedrange=True)
+    fig.update_layout(title=CM_MODES[mode], width=geometry["width"], height=geometry["height"], template="plotly_white",
+                      margin={"l": geometry["left"], "r": geometry["right"], "t": geometry["top"], "b": geometry["bottom"]},
+                      clickmode="event+select", dragmode=False, hovermode="closest", showlegend=False)
+    return fig
 
 
 def curve_figure(x: Sequence[float], y: Sequence[float], *, title: str, x_title: str, y_title: str,
@@ -136,6 +158,31 @@ def reliability_figure(bins: list[dict[str, Any]], ece: float | None = None) -> 
     return _layout(fig, title)
 
 
+def confidence_figure(confidence: Sequence[float], correct: Sequence[bool], bins: int = 20) -> go.Figure:
+    """Overlaid histograms of the model's confidence on right and on wrong predictions."""
+    conf, ok = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
+    fig = go.Figure()
+    edges = {"start": 0.0, "end": 1.0, "size": 1.0 / bins}
+    fig.add_histogram(x=conf[ok], xbins=edges, name=f"right ({int(ok.sum()):,})", marker={"color": GOOD}, opacity=0.7)
+    fig.add_histogram(x=conf[~ok], xbins=edges, name=f"wrong ({int((~ok).sum()):,})", marker={"color": BAD}, opacity=0.7)
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title="confidence (probability of the predicted label)", range=[0, 1])
+    fig.update_yaxes(title="examples")
+    return _layout(fig, "Confidence, right vs wrong")
+
+
+def regression_figure(gold: Sequence[float], predicted: Sequence[float]) -> go.Figure:
+    """Predicted against true values with the diagonal of perfect predictions."""
+    y, p = np.asarray(gold, dtype=float), np.asarray(predicted, dtype=float)
+    low, high = (float(min(y.min(), p.min())), float(max(y.max(), p.max()))) if y.size else (0.0, 1.0)
+    fig = go.Figure()
+    fig.add_scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dot", "color": "#94A3B8"}, name="perfect")
+    fig.add_scatter(x=y, y=p, mode="markers", marker={"color": ACCENT, "size": 6, "opacity": 0.6}, name="examples")
+    fig.update_xaxes(title="true value")
+    fig.update_yaxes(title="predicted value")
+    return _layout(fig, "Predicted vs true", height=380)
+
+
 def distribution_figure(distribution: dict[str, dict[str, Any]], *, title: str = "Labels per split") -> go.Figure:
     """Grouped bars of ``{split: {label: count}}`` (data_checks' label_distribution)."""
     fig = go.Figure()
@@ -147,10 +194,9 @@ def distribution_figure(distribution: dict[str, dict[str, Any]], *, title: str =
     return _layout(fig, title)
 
 
-def token_length_figure(lengths: Sequence[int], max_length: int) -> go.Figure:
-    """Histogram of tokens per example with the truncation limit and the share it cuts."""
+def token_length_figure(lengths: Sequence[int], max_length: int, share: float) -> go.Figure:
+    """Histogram of tokens per example with the truncation limit and the share it cuts (core.tokenize.token_stats)."""
     arr = np.asarray(lengths)
-    share = float((arr > max_length).mean()) if arr.size else 0.0
     fig = go.Figure()
     fig.add_histogram(x=arr, nbinsx=50, marker={"color": ACCENT}, name="examples")
     fig.add_vline(x=max_length, line={"color": BAD, "dash": "dash"},

@@ -11,22 +11,10 @@ import dataclasses
 import shlex
 from typing import Any
 
-from core.config import SECTIONS, STRATEGY_KINDS, RunConfig, StrategyConfig, field_specs, from_dict
+from core import strategy_registry
+from core.config import SECTIONS, STRATEGY_KINDS, RunConfig, StrategyConfig, TrainConfig, field_specs, from_dict
 
-STRATEGY_HELP = {
-    "full": "Train every weight. The quality reference; the most memory and time.",
-    "freeze": "Freeze the embeddings and the bottom N layers; train the rest.",
-    "head_only": "Train only the classification head on frozen features. Fastest, weakest.",
-    "bitfit": "Train only the bias terms (and the head): ~0.1% of the weights.",
-    "llrd": "Layer-wise learning-rate decay: lower layers learn more slowly than upper ones.",
-    "discriminative": "Separate learning rates for embeddings, encoder and head.",
-    "gradual_unfreeze": "Start with the head; unfreeze one more layer from the top every few epochs (ULMFiT).",
-    "lora": "Low-rank adapters on the attention projections; the base model stays frozen.",
-    "adalora": "LoRA whose rank budget is reallocated during training to the layers that need it.",
-    "ia3": "Learned scaling vectors on keys, values and feed-forward: very few parameters.",
-    "prefix": "Trainable virtual tokens prepended to every layer's attention.",
-    "adapter": "Small bottleneck layers inserted after attention/FFN (Houlsby or Pfeiffer).",
-}
+STRATEGY_HELP = {kind: spec.summary for kind, spec in strategy_registry.STRATEGIES.items()}  # one line per kind, for the choice list
 TASK_HELP = {
     "single_label": "one label per text",
     "multi_label": "any number of labels per text",
@@ -36,6 +24,23 @@ TASK_HELP = {
 }
 # The few options the Data page owns; the rest of DataConfig is set on the Strategy page's subset panel.
 DATA_SUBSET_FIELDS = ("max_train_samples", "max_eval_samples", "validation_split", "test_split", "seed")
+
+
+# Config options as the Data page's widgets name them: core's messages name the option, the page the picker.
+FORM_NAMES = {
+    "data.text_column": "the Text picker",
+    "data.text_pair_column": "the Second text picker",
+    "data.label_column": "the Label picker",
+    "data.max_train_samples": "max training rows",
+    "data.max_eval_samples": "max validation/test rows",
+}
+
+
+def for_the_form(message: str) -> str:
+    """A core message with config option names replaced by the widgets the user sees."""
+    for option, widget in FORM_NAMES.items():
+        message = message.replace(f"set {option}=", f"set {widget} to ").replace(f"set {option}", f"set {widget}").replace(option, widget)
+    return message
 
 
 def key(section: str, name: str) -> str:
@@ -81,6 +86,24 @@ def strategy_fields(kind: str) -> list[dict[str, Any]]:
     options every strategy has (no ``strategies`` key), minus ``kind`` itself."""
     return [s for s in field_specs(StrategyConfig)
             if s["name"] != "kind" and ("strategies" not in s or kind in s["strategies"])]
+
+
+# Train options that mean something for some tasks only.
+TASK_ONLY_TRAIN_FIELDS = {"multi_label_threshold": ("multi_label",)}
+
+
+def train_fields(task: str) -> list[dict[str, Any]]:
+    """TrainConfig options shown for ``task`` (the multi-label threshold only for multi-label tasks)."""
+    return [s for s in field_specs(TrainConfig) if task in TASK_ONLY_TRAIN_FIELDS.get(s["name"], (task,))]
+
+
+def applicable_dict(config: RunConfig) -> dict[str, Any]:
+    """``config.to_dict()`` without the options that don't apply to its strategy and task (they keep their defaults)."""
+    raw = config.to_dict()
+    shown = {s["name"] for s in strategy_fields(config.strategy.kind)} | {"kind"}
+    raw["strategy"] = {k: v for k, v in raw["strategy"].items() if k in shown}
+    raw["train"] = {k: v for k, v in raw["train"].items() if config.task in TASK_ONLY_TRAIN_FIELDS.get(k, (config.task,))}
+    return raw
 
 
 def defaults() -> dict[str, Any]:
@@ -135,6 +158,20 @@ def cli_command(config: RunConfig, path: str = "run.yaml") -> str:
     return f"python -m core train --config {shlex.quote(path)}"
 
 
-def yaml_for_download(config: RunConfig) -> str:
-    """The YAML as the user would save it: output_dir left empty so it follows $TUNEBOARD_HOME."""
-    return config.replace(output_dir="").to_yaml()
+def yaml_for_download(config: RunConfig, root: str | None = None) -> str:
+    """The YAML as the user would save it: the options that apply to its strategy and task, output_dir
+    left out so it follows $TUNEBOARD_HOME, and an uploaded file named by its own name (with a comment
+    saying where the dashboard keeps its copy), not by that internal path."""
+    import yaml
+
+    from core.uploads import is_upload
+
+    raw = applicable_dict(config)
+    raw.pop("output_dir", None)
+    header = ""
+    source = config.data.source
+    if root is not None and source and not source.startswith("sample:") and is_upload(source, root):
+        raw["data"]["source"] = source.rsplit("/", 1)[-1]
+        header = (f"# data.source: the file you uploaded; point it at your copy of {raw['data']['source']}.\n"
+                  f"# (The dashboard keeps the upload at {source}.)\n")
+    return header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -1,20 +1,14 @@
-"""Pre-flight facts for the Strategy page: model facts from its config, and a short dry run that
-measures the strategy's trainable parameters, parameter groups and time per optimizer step.
-
-Runs in the dashboard process on an explicit click (a few seconds for small models), cached by the
-page; the training itself always runs in the worker's subprocess.
-"""
+"""Model facts for the Strategy page (read from the model's config, no weights), and a safe import of
+transformers for the page threads. The pre-flight dry run is core.preflight, in a subprocess."""
 
 from __future__ import annotations
 
 import importlib
-import math
-import statistics
 import threading
 import time
 from typing import Any
 
-from core.config import ModelConfig, RunConfig
+from core.config import ModelConfig
 
 _IMPORT_LOCK = threading.Lock()
 
@@ -63,54 +57,3 @@ def model_facts(name: str, num_layers: int | None = None) -> dict[str, Any]:
             "hidden size": getattr(config, "hidden_size", 0), "heads": getattr(config, "num_attention_heads", 0),
             "vocabulary": getattr(config, "vocab_size", 0), "max positions": getattr(config, "max_position_embeddings", 0),
             "parameters": params}
-
-
-def dry_run(config: RunConfig, steps: int = 4) -> dict[str, Any]:
-    """Build the run's model and strategy, time a few optimizer steps; return describe() plus timings.
-
-    Raises the core errors (DataError, ModelError, StrategyError, ConfigError) with their messages.
-    """
-    import torch
-
-    warm_transformers()
-    from core.data import label_ids, load_bundle
-    from core.loop import make_loss, model_inputs, plan_steps
-    from core.models import load_model, load_tokenizer
-    from core.strategies import build_strategy
-    from core.tokenize import PaddingCollator, encode_split
-
-    torch.manual_seed(config.train.seed)
-    bundle = load_bundle(config.data, config.task)
-    tokenizer = load_tokenizer(config.model)
-    model = load_model(config.model, config.task, bundle.labels.names)
-    plan = build_strategy(model, config)
-    facts = plan.describe()
-    max_length = min(config.model.max_length, getattr(model.config, "max_position_embeddings", 512))
-    bs = config.train.batch_size
-    frame = bundle.train.sample(min(len(bundle.train), bs * steps), random_state=0)
-    encoded = encode_split(frame, config.task, tokenizer, max_length, label_ids(frame, bundle.labels, config.task))
-    collator = PaddingCollator(tokenizer.pad_token_id or 0, config.task)
-    loss_fn = make_loss(config.task)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    plan.model.to(device)  # before the optimizer: it must hold the moved parameters
-    optimizer = torch.optim.AdamW(plan.param_groups)
-    plan.model.train()
-    seconds = []
-    for start in range(0, len(encoded), bs):
-        batch = collator([encoded[i] for i in range(start, min(start + bs, len(encoded)))])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        t0 = time.perf_counter()
-        loss = loss_fn(plan.model(**model_inputs(batch)).logits, batch["labels"])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # kernels are asynchronous: wait before reading the clock
-        seconds.append(time.perf_counter() - t0)
-    # the first step pays for allocation and kernel warm-up
-    per_batch = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    steps_per_epoch, total = plan_steps(len(bundle.train), config.train)
-    batches_per_epoch = math.ceil(len(bundle.train) / bs)
-    return {**facts, "seconds_per_batch": per_batch, "steps_per_epoch": steps_per_epoch, "total_steps": total,
-            "epoch_seconds": per_batch * batches_per_epoch, "train_rows": len(bundle.train),
-            "measured_batches": len(seconds), "device": device.type}

@@ -124,6 +124,11 @@ def progress(events: list[dict[str, Any]]) -> Progress:
     if len(window) >= 2 and window[-1]["step"] > window[0]["step"]:
         per_step = (window[-1]["time"] - window[0]["time"]) / (window[-1]["step"] - window[0]["step"])
         eta = max(0.0, (total - last["step"]) * per_step)
+    elif starts and isinstance(last.get("samples_per_s"), (int, float)) and last["samples_per_s"] > 0:
+        # One logged window so far (log_every steps into the run): its own rate, rows per step from the start event.
+        rows_per_step = (starts[-1].get("train_size") or 0) / max(int(starts[-1].get("steps_per_epoch") or 0), 1)
+        if rows_per_step:
+            eta = max(0.0, (total - last["step"]) * rows_per_step / last["samples_per_s"])
     rates = [e["samples_per_s"] for e in window if isinstance(e.get("samples_per_s"), (int, float))]
     sps = sum(rates) / len(rates) if rates else None
     return Progress(int(last["step"]), total, float(last.get("epoch") or 0.0), elapsed, eta, sps)

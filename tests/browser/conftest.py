@@ -25,12 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """The dashboard as a user runs it, on a fresh runs folder; yields (url, runs root)."""
+    """The dashboard as a user runs it, one server for every browser test, on a runs folder holding a
+    copy of the seeded runs (one real tiny run, failed, half-written and running ones) and a 3-class
+    run for the confusion-matrix drill-down; yields (url, runs root)."""
     from core import jobs
+    from tests.seeded import seeded_root, three_class_run
 
+    seeded = seeded_root()
     root = tmp_path_factory.mktemp("browser") / "runs"
+    shutil.copytree(seeded["root"], root, ignore=shutil.ignore_patterns("runs.sqlite*"))
+    three_class_run(root, seeded["completed"])
     port = free_port()
     env = {**os.environ, "TUNEBOARD_HOME": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TUNEBOARD_WORKER_IDLE_S": "30", "OMP_NUM_THREADS": "2",
@@ -69,7 +75,20 @@ def app_server(tmp_path_factory):
         assert not jobs.worker_alive(root), "the worker outlived the app"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def seeded_ids(app_server):
+    """{kind: run_id} of the runs in the browser tests' runs folder."""
+    from tests.seeded import seeded_root
+
+    ids = {k: v for k, v in seeded_root().items() if k != "root"}
+    _, root = app_server
+    from core import runs
+
+    ids["three_class"] = next(s.run_id for s in runs.list_runs(root) if s.name == "three-class")
+    return ids
+
+
+@pytest.fixture(scope="session")
 def browser():
     executable = shutil.which("chromium")
     if executable is None:
@@ -90,9 +109,14 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(params=[None])
+def viewport(request):
+    return request.param or {"width": 1400, "height": 1000}
+
+
 @pytest.fixture
-def page(browser, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def page(browser, request, viewport):
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg

@@ -13,35 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.helpers import LOSS_POINTS_JS, progress_step, set_number, settle
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-LOSS_POINTS_JS = """() => {
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const loss = plots.find(p => (p.querySelector('.ytitle') || {}).textContent === 'loss');
-  // plotly.py 6 ships arrays base64-encoded; calcdata holds the points plotly.js actually drew
-  return loss && loss.calcdata && loss.calcdata.length ? loss.calcdata[0].filter(pt => pt.y !== undefined).length : 0;
-}"""
-
-
-def settle(page, ms: int = 400) -> None:
-    """Wait for the rerun a widget change triggered to finish drawing."""
-    page.wait_for_timeout(ms)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"] [data-testid=\"stStatusWidgetRunningIcon\"]')",
-                           timeout=60_000)
-
-
-def set_number(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    settle(page)
-
-
-def progress_step(page) -> int:
-    text = page.locator('[data-testid="stProgress"]').first.inner_text()
-    match = re.search(r"step ([\d,]+) of", text)
-    return int(match.group(1).replace(",", "")) if match else 0
-
 
 def test_newcomer_trains_and_inspects_a_model(app_server, page, shots, record_property):
     url, root = app_server

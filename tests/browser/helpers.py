@@ -1,0 +1,68 @@
+"""What every browser test does with a Streamlit page: wait for reruns, fill inputs, read progress."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+LOSS_POINTS_JS = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const loss = plots.find(p => (p.querySelector('.ytitle') || {}).textContent === 'loss');
+  // plotly.py 6 ships arrays base64-encoded; calcdata holds the points plotly.js actually drew
+  return loss && loss.calcdata && loss.calcdata.length ? loss.calcdata[0].filter(pt => pt.y !== undefined).length : 0;
+}"""
+
+
+def settle(page, ms: int = 400) -> None:
+    """Wait for the rerun a widget change triggered to finish drawing."""
+    page.wait_for_timeout(ms)
+    running = '[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]'
+    page.wait_for_function(f"() => !document.querySelector('{running}')", timeout=60_000)
+
+
+def set_number(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    settle(page)
+
+
+def progress_step(page) -> int:
+    text = page.locator('[data-testid="stProgress"]').first.inner_text()
+    match = re.search(r"step ([\d,]+) of", text)
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the selectbox labelled ``label``."""
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def choose_starting(page, label: str, prefix: str) -> None:
+    """Pick the option of selectbox ``label`` whose text starts with ``prefix`` (options like 'lora — Low-rank…')."""
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(prefix))).first.click()
+    settle(page)
+
+
+def download_csv(page, button_text: str) -> list[dict[str, str]]:
+    """Click a download button and read the CSV it serves."""
+    with page.expect_download() as info:
+        page.get_by_role("button", name=button_text).click()
+    data = Path(info.value.path()).read_text(encoding="utf-8-sig")
+    return list(csv.DictReader(io.StringIO(data)))
+
+
+def input_value_soon(page, label: str, expected: str, timeout_ms: int = 15_000) -> str:
+    """The input's value once it equals ``expected`` (or whatever it holds after ``timeout_ms``): a page
+    still drawing its first run can show a number input's minimum for a moment."""
+    box = page.get_by_label(label, exact=True)
+    deadline = timeout_ms
+    while deadline > 0 and box.input_value() != expected:
+        page.wait_for_timeout(250)
+        deadline -= 250
+    return box.input_value()
