@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.helpers import choose, choose_starting, download_csv, input_value_soon, set_number, settle
 
@@ -36,10 +37,20 @@ def test_every_confusion_cell_lists_its_own_examples(app_server, seeded_ids, pag
     for i, gold in enumerate(labels):
         for j, pred in enumerate(labels):
             settle(page)  # the chart redraws with the chosen cell outlined: wait for the new one
-            grid.scroll_into_view_if_needed()
-            box = grid.bounding_box()  # where it is now: the list below it grows and the page scrolls
-            page.mouse.click(box["x"] + (j + 0.5) * box["width"] / 3, box["y"] + (i + 0.5) * box["height"] / 3)
-            page.get_by_role("heading", name=f"True {gold}, predicted {pred}").wait_for()
+            heading = page.get_by_role("heading", name=f"True {gold}, predicted {pred}")
+            for attempt in range(3):  # a click that lands while the chart remounts (new highlight) is lost: click again
+                # centred: "if needed" may leave the top row under Streamlit's fixed header, which takes the click
+                grid.evaluate("e => e.scrollIntoView({block: 'center'})")
+                page.wait_for_timeout(200)
+                box = grid.bounding_box()  # where it is now: the list below it grows and the page scrolls
+                page.mouse.click(box["x"] + (j + 0.5) * box["width"] / 3, box["y"] + (i + 0.5) * box["height"] / 3)
+                try:
+                    heading.wait_for(timeout=10_000)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 2:
+                        raise
+                    settle(page)
             n = counts[3 * i + j]
             assert n == int(((truth["gold"] == gold) & (truth["predicted"] == pred)).sum())
             page.get_by_text(re.compile(rf"^{n:,} examples, the most confident first")).wait_for()
