@@ -27,9 +27,19 @@ text = f4.text_input("Search", key="cmp_text", placeholder="run id or name")
 shown = filter_runs(table, tasks=tasks, strategies=strategies, states=states, text=text)
 
 st.caption("Tick runs (the boxes on the left) to compare them.")
+# The full run id is long: the table shows "name · time · suffix" and keeps the id for the selection,
+# so every column fits at 1280 px (the id is one hover away, in the run column's help, and in the URL).
+display = shown.assign(run=[short_label(r, n) for r, n in zip(shown["run"], shown["name"], strict=True)]).drop(
+    columns=["name", "created"])
+same = [c for c in ("task", "model", "metric") if display[c].nunique(dropna=False) == 1 and len(display) > 1]
+if same:  # one value for every row: said once above the table instead of a column each
+    st.caption(" · ".join(f"{c}: **{display[c].iloc[0]}**" for c in same))
+    display = display.drop(columns=same)
 event = st.dataframe(
-    shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="cmp_table",
+    display, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="cmp_table",
     column_config={
+        "run": st.column_config.TextColumn("run", help="name · start time · id suffix"),
+        "model": st.column_config.TextColumn("model", width="small"),
         "value": st.column_config.NumberColumn("headline", format="%.4f"),
         "trainable_percent": st.column_config.NumberColumn("trainable %", format="%.3f"),
         "train_s": st.column_config.NumberColumn("train s", format="%.1f"),

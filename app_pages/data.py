@@ -178,10 +178,15 @@ with st.expander("Splits and subset"):
                                 placeholder="all", help=DataConfig.__dataclass_fields__["max_train_samples"].metadata["help"])
     max_eval = s4.number_input("max validation/test rows", 1, None, st.session_state.get(key("data", "max_eval_samples")), 100,
                                placeholder="all", help=DataConfig.__dataclass_fields__["max_eval_samples"].metadata["help"])
+    drop_duplicates = False
+    if not source.startswith("sample:"):  # the samples come deduplicated
+        seed("data_drop_duplicates", bool(st.session_state.get(key("data", "drop_duplicates"), False)))
+        drop_duplicates = st.checkbox("drop repeated texts", key="data_drop_duplicates",
+                                      help=DataConfig.__dataclass_fields__["drop_duplicates"].metadata["help"])
 
 try:
     data_cfg = DataConfig(source=source, validation_split=validation_split, test_split=test_split, max_train_samples=max_train,
-                          max_eval_samples=max_eval, **columns)
+                          max_eval_samples=max_eval, drop_duplicates=drop_duplicates, **columns)
 except ConfigError as exc:
     st.error(str(exc))
     st.stop()
@@ -255,8 +260,17 @@ with tabs[3]:
     if checks["duplicates"]["examples"]:
         st.markdown("**Duplicates in train** (examples)")
         st.dataframe(pd.DataFrame(checks["duplicates"]["examples"]), hide_index=True)
-    if not (checks["duplicates"]["count"] or checks["overlap"]["validation"]["count"] or checks["overlap"]["test"]["count"]):
+    repeated = (checks["duplicates"]["count"] + checks["overlap"]["validation"]["count"] + checks["overlap"]["test"]["count"]
+                + checks["conflicting_labels"]["count"])
+    if not repeated:
         st.success("No duplicates and no overlap between train and the evaluation splits.")
+    elif not source.startswith("sample:") and not drop_duplicates:
+        def drop_them() -> None:
+            st.session_state["data_drop_duplicates"] = True
+
+        st.button(f"Drop them: keep one row per text before splitting ({repeated:,} repeated or leaked rows found)",
+                  icon=":material/cleaning_services:", on_click=drop_them, key="drop_duplicates_offer",
+                  help="The same as ticking 'drop repeated texts' under Splits and subset; the file itself is not changed.")
 if task == "token":
     with tabs[4]:
         colors = entity_colors(bundle.labels.entity_types)

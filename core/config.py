@@ -105,6 +105,9 @@ class DataConfig:
         "drop", "What to do with empty or whitespace-only texts.", choices=("drop", "error")
     )
     seed: int = _opt(42, "Seed of the split and of subsampling.", min=0)
+    drop_duplicates: bool = _opt(
+        False, "Before splitting, drop repeated texts (the first row stays) and texts found with different labels, "
+        "so no text is in two splits (the bundled samples always are).")
 
     def __post_init__(self) -> None:
         _validate(self, "data")

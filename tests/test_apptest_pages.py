@@ -165,10 +165,20 @@ def test_strategy_preflight_and_start_queue_a_run(monkeypatch, tmp_path):
 
 def test_compare_page_lists_and_filters_runs(seeded):
     at = open_page("compare")
+    from core import runs
+    from ui.runview import short_label
+
+    names = {r.run_id: r.name for r in runs.list_runs(seeded["root"])}
+
+    def label(run_id: str, _: str) -> str:
+        return short_label(run_id, names[run_id])
+
     table = at.dataframe[0].value
-    assert {seeded["completed"], seeded["failed"], seeded["running"]} <= set(table["run"])
+    # shown as "name · time · suffix" so that every column fits; the ids stay behind the selection
+    assert {label(seeded["completed"], "seeded"), label(seeded["failed"], "broken-data"), label(seeded["running"], "live")} \
+        <= set(table["run"])
     at.multiselect(key="cmp_states").set_value(["completed"]).run()
-    assert at.dataframe[0].value["run"].tolist() == [seeded["completed"]]
+    assert at.dataframe[0].value["run"].tolist() == [label(seeded["completed"], "seeded")]
     assert any("Tick at least one run" in i.value for i in at.info)
 
 
@@ -181,3 +191,43 @@ def test_data_page_shows_ner_sentences_with_their_entities(seeded):
     assert {m.label: m.value for m in at.metric}["entity types"] == "10"
     spans = [m.value for m in at.markdown if "border-radius:6px" in m.value]
     assert len(spans) >= 3 and any(t in "".join(spans) for t in (">person<", ">geo-loc<", ">company<"))
+
+
+def test_repeated_and_leaked_texts_are_offered_for_dropping(seeded, tmp_path):
+    data = tmp_path / "statements.csv"
+    rows = ["text,label", *["the same words here,a"] * 3, "conflict text now,a", "conflict text now,b"]
+    rows += [f"unique text number {i} here,{'ab'[i % 2]}" for i in range(30)]
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    at = open_page("data")
+    at.radio(key="data_source_kind").set_value("Path on this machine").run()
+    at.text_input(key="data_path").input(str(data)).run()
+    assert not at.exception
+    offer = at.button(key="drop_duplicates_offer")
+    assert "repeated or leaked rows found" in offer.label
+    offer.click().run()
+    assert at.checkbox(key="data_drop_duplicates").value is True
+    assert at.session_state["cfg.data.drop_duplicates"] is True
+    warnings = " ".join(w.value for w in at.warning)
+    assert "dropped 1 text found with more than one label" in warnings and "dropped 2 repeated texts" in warnings
+    assert {m.label: m.value for m in at.metric}["duplicate training texts"] == "0"
+    assert not [b for b in at.button if b.key == "drop_duplicates_offer"]
+
+
+def test_a_one_column_file_names_the_label_picker_once(seeded, tmp_path):
+    data = tmp_path / "statements.csv"
+    data.write_text("statement\nhello there friend\nanother one here\nthird text row\n", encoding="utf-8")
+    at = open_page("data")
+    at.radio(key="data_source_kind").set_value("Path on this machine").run()
+    at.text_input(key="data_path").input(str(data)).run()
+    assert not at.exception
+    messages = [m.value for m in [*at.error, *at.warning] if "label" in m.value.lower()]
+    assert len(messages) == 1, messages
+    assert "the Label picker" in messages[0] and "data.label_column" not in messages[0]
+
+
+def test_the_queue_counts_what_is_running_and_shows_no_glyphs(seeded):
+    at = open_page("training", seeded["completed"])
+    header = next(e.label for e in at.expander if e.label.startswith("Queue and history"))
+    assert "1 running, 0 queued" in header  # the seeded live run, counted from its directory
+    table = at.dataframe[0].value
+    assert list(table.columns[:2]) == ["run", "state"]  # no icon column: chromium drew its emoji as boxes

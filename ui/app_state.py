@@ -15,7 +15,7 @@ DRAFT_KEY = "draft_id"
 # What a draft holds: the config form (cfg.*) and the Data page's own pickers.
 DRAFT_PREFIXES = ("cfg.", "col_")
 DRAFT_KEYS = ("data_source_kind", "data_sample", "data_path", "data_task", "data_upload_path", "model_source",
-              "compare_kinds", "lr_proposed")
+              "compare_kinds", "lr_proposed", "data_drop_duplicates")
 
 
 def runs_root() -> Path:

@@ -19,7 +19,7 @@ from core.data.formats import LINE_FORMATS, format_name
 from core.data.labels import LabelSpace, label_space, row_labels
 from core.data.readers import read_table_raw, read_text_folder_raw, unsupported
 from core.data.samples import SAMPLE_INFO, cached_sample, copy_frame, list_samples
-from core.data.splits import holdout_size, split, subsample, tidy
+from core.data.splits import drop_repeated, holdout_size, split, subsample, tidy
 
 
 @dataclass
@@ -194,6 +194,9 @@ def load_bundle(cfg: DataConfig, task: str) -> DatasetBundle:
         if n_empty:
             dropped["train"] = n_empty
         source_text = f"{main.path} ({main.kind}, {plural(len(main.frame), 'row')})"
+        if cfg.drop_duplicates:
+            frame, notes = drop_repeated(frame, task)
+            warnings += notes
     _check_classes(frame, task, mapping, main.path, cfg.label_delimiter)
 
     extra: dict[str, tuple[pd.DataFrame, Raw]] = {}

@@ -8,14 +8,7 @@ import pandas as pd
 
 from core.data.bundle import DatasetBundle
 from core.data.labels import row_labels, sort_labels
-
-
-def _text_keys(frame: pd.DataFrame, task: str) -> list[str]:
-    if task == "token":
-        return [" ".join(tokens) for tokens in frame["tokens"]]
-    if "text_pair" in frame:
-        return [f"{a.strip()}\x1f{b.strip()}" for a, b in zip(frame["text"], frame["text_pair"], strict=True)]
-    return [t.strip() for t in frame["text"]]
+from core.data.splits import text_keys
 
 
 def _shown(key: str) -> str:
@@ -57,7 +50,7 @@ def data_checks(bundle: DatasetBundle, max_examples: int = 5) -> dict:
          "empty": {split: empty texts left, "dropped": empty texts dropped while loading}}
     """
     task = bundle.task
-    train_keys = _text_keys(bundle.train, task)
+    train_keys = text_keys(bundle.train, task)
     train_rows: dict[str, list[int]] = {}
     for key, row in zip(train_keys, bundle.train["row"], strict=True):
         train_rows.setdefault(key, []).append(int(row))
@@ -79,7 +72,7 @@ def data_checks(bundle: DatasetBundle, max_examples: int = 5) -> dict:
     for split in ("validation", "test"):
         frame = getattr(bundle, split)
         hits: dict[str, list[int]] = {}
-        for key, row in zip(_text_keys(frame, task), frame["row"], strict=True):
+        for key, row in zip(text_keys(frame, task), frame["row"], strict=True):
             if key in train_rows:
                 hits.setdefault(key, []).append(int(row))
         overlap[split] = {
@@ -91,7 +84,7 @@ def data_checks(bundle: DatasetBundle, max_examples: int = 5) -> dict:
         }
     empty: dict[str, int] = {}
     for split, frame in bundle.frames().items():
-        empty[split] = sum(1 for k in _text_keys(frame, task) if not k.replace("\x1f", "").strip())
+        empty[split] = sum(1 for k in text_keys(frame, task) if not k.replace("\x1f", "").strip())
     empty["dropped"] = sum(bundle.dropped_empty.values())
     return {
         "sizes": bundle.sizes(),

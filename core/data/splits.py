@@ -12,6 +12,35 @@ from core.data.errors import DataError, plural
 from core.data.labels import row_labels
 
 
+def text_keys(frame: pd.DataFrame, task: str) -> list[str]:
+    """What makes two rows "the same text": trimmed text (and pair), or the words of a token row."""
+    if task == "token":
+        return [" ".join(tokens) for tokens in frame["tokens"]]
+    if "text_pair" in frame:
+        return [f"{a.strip()}\x1f{b.strip()}" for a, b in zip(frame["text"], frame["text_pair"], strict=True)]
+    return [t.strip() for t in frame["text"]]
+
+
+def drop_repeated(frame: pd.DataFrame, task: str) -> tuple[pd.DataFrame, list[str]]:
+    """Before splitting: drop texts that carry different labels (all their rows), then repeats of a text
+    (the first row stays) — what the bundled samples get, so that no text lands in two splits.
+
+    Returns the frame and notes for the bundle's warnings (nothing dropped: no note)."""
+    keys = pd.Series(text_keys(frame, task), index=frame.index)
+    notes: list[str] = []
+    if task in ("single_label", "pair", "multi_label"):
+        labels = pd.Series(["|".join(sorted(v)) for v in row_labels(frame, task)], index=frame.index)
+        conflicting = labels.groupby(keys).transform("nunique") > 1
+        if conflicting.any():
+            notes.append(f"dropped {plural(int(keys[conflicting].nunique()), 'text')} found with more than one label "
+                         f"({plural(int(conflicting.sum()), 'row')})")
+            frame, keys = frame[~conflicting.to_numpy()], keys[~conflicting]
+    repeated = keys.duplicated().to_numpy()
+    if repeated.any():
+        notes.append(f"dropped {plural(int(repeated.sum()), 'repeated text')} (the first row of each stays)")
+    return frame[~repeated].reset_index(drop=True), notes
+
+
 def _strat_key(frame: pd.DataFrame, task: str) -> np.ndarray | None:
     if task in ("single_label", "pair"):
         return frame["label"].astype(str).to_numpy()
