@@ -1,2 +1,3 @@
-"""UI-only helpers for the dashboard: reading runs for display, chart builders, selection parsing,
-form <-> config mapping. Nothing here imports streamlit, so the tests call it without a browser."""
+"""UI helpers for the dashboard: reading runs for display, chart builders, selection parsing, form <->
+config mapping. Only ui.app_state and ui.widgets import streamlit; the rest is plain Python that tests
+call without a browser."""
