@@ -9,7 +9,7 @@ import streamlit as st
 from core import runs
 from ui import charts
 from ui.app_state import runs_root
-from ui.compare import COSTS, curves, filter_runs, runs_table
+from ui.compare import COSTS, curves, display_table, filter_runs, runs_table
 from ui.runview import config_diff, ema, short_label
 
 root = runs_root()
@@ -27,14 +27,9 @@ text = f4.text_input("Search", key="cmp_text", placeholder="run id or name")
 shown = filter_runs(table, tasks=tasks, strategies=strategies, states=states, text=text)
 
 st.caption("Tick runs (the boxes on the left) to compare them.")
-# The full run id is long: the table shows "name · time · suffix" and keeps the id for the selection,
-# so every column fits at 1280 px (the id is one hover away, in the run column's help, and in the URL).
-display = shown.assign(run=[short_label(r, n) for r, n in zip(shown["run"], shown["name"], strict=True)]).drop(
-    columns=["name", "created"])
-same = [c for c in ("task", "model", "metric") if display[c].nunique(dropna=False) == 1 and len(display) > 1]
-if same:  # one value for every row: said once above the table instead of a column each
-    st.caption(" · ".join(f"{c}: **{display[c].iloc[0]}**" for c in same))
-    display = display.drop(columns=same)
+display, shared = display_table(shown)
+if shared:
+    st.caption(" · ".join(f"{name}: **{value}**" for name, value in shared.items()))
 event = st.dataframe(
     display, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="cmp_table",
     column_config={

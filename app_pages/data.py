@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import TASKS, ConfigError, DataConfig, ModelConfig
-from core.data import DataError, data_checks, detect_columns, list_samples, load_bundle, read_conll, read_table
+from core.data import DataError, data_checks, detect_columns, fixed_layout, list_samples, load_bundle, read_source
 from core.uploads import replace_upload_paths, save_upload
 from ui import charts
 from ui.app_state import runs_root, seed
@@ -30,15 +30,8 @@ def samples() -> list[Any]:
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=8)
-def table(path: str, mtime: float, task: str) -> pd.DataFrame | None:
-    """The file as a table, or None for a CoNLL file read for the token task (its columns are fixed)."""
-    try:
-        return read_table(path)
-    except DataError:
-        if task != "token":
-            raise
-        read_conll(path)  # raises the CoNLL reader's own message if it is no CoNLL file either
-        return None
+def table(path: str, mtime: float, task: str) -> pd.DataFrame:
+    return read_source(path, task)
 
 
 @st.cache_data(show_spinner="Loading, validating and splitting the data…", max_entries=8)
@@ -144,8 +137,9 @@ if not source.startswith("sample:"):
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a message on this page, never a traceback
         st.error(f"{Path(source).name} could not be read ({type(exc).__name__}: {exc}). Fix: save it as UTF-8 CSV with a header row.")
         st.stop()
-if not source.startswith("sample:") and raw is None:
-    st.caption("A CoNLL file: one word and its tag per line, a blank line between sentences (the columns are fixed).")
+if not source.startswith("sample:") and fixed_layout(source):
+    st.caption("A CoNLL file (one word and its tag per line, a blank line between sentences) or a folder of "
+               "<label>/*.txt: the columns are fixed.")
 elif not source.startswith("sample:"):
     try:
         detected = detect_columns(raw, task)

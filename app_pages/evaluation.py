@@ -178,7 +178,8 @@ with tabs[2]:
 
 # --- try it -------------------------------------------------------------------------------------------
 model_dir = run.path / "model"
-pair_task = bool(run.config.get("data", {}).get("text_pair_column")) or task == "pair"
+# The columns training used (auto-detected ones included), not only those the config named.
+pair_task = task == "pair" or bool((report.get("data") or {}).get("columns", {}).get("text_pair"))
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import streamlit as st
@@ -58,7 +59,7 @@ def propose_learning_rate() -> None:
     usual = spec(kind).form_learning_rate
     current = st.session_state.get(lr_key)
     proposed_before = st.session_state.get("lr_proposed", TrainConfig().learning_rate)
-    if current is None or abs(float(current) - float(proposed_before)) <= 1e-12 * max(abs(float(proposed_before)), 1.0):
+    if current is None or math.isclose(float(current), float(proposed_before)):  # not typed by the user
         st.session_state[lr_key] = float(usual)
         st.session_state["lr_proposed"] = float(usual)
         st.session_state["lr_note"] = f"Learning rate set to {usual:g}, the usual rate for {kind}; type your own to keep it."

@@ -46,12 +46,16 @@ def _jsonable(value: Any) -> bool:
 
 
 def save_draft(root: str | Path, draft_id: str, values: dict[str, Any]) -> None:
-    """Store the JSON-able values (others — uploaded file objects, say — are skipped); a no-op if unchanged."""
-    clean = {k: v for k, v in values.items() if isinstance(k, str) and _jsonable(v)}
-    path = draft_path(root, draft_id)
-    if load_draft(root, draft_id) == clean:
-        return
-    runs.atomic_write_json(path, {"saved": time.time(), "values": clean})
+    """Merge the JSON-able values into the stored draft (others — uploaded file objects, say — are
+    skipped); a no-op if nothing changed.
+
+    Merged, not replaced: the dashboard holds only the values of the widgets its current page draws
+    (Streamlit forgets the others), and the draft must not forget them too.
+    """
+    stored = load_draft(root, draft_id) or {}
+    merged = {**stored, **{k: v for k, v in values.items() if isinstance(k, str) and _jsonable(v)}}
+    if merged != stored:
+        runs.atomic_write_json(draft_path(root, draft_id), {"saved": time.time(), "values": merged})
 
 
 def load_draft(root: str | Path, draft_id: str) -> dict[str, Any] | None:

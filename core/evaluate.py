@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pandas as pd
 
 from core import runs
 from core.config import DataConfig
-from core.data import DataError, label_ids, load_bundle, load_frame, read_conll, read_table
+from core.data import DataError, label_ids, load_bundle, load_frame, load_unlabelled
 from core.exports import to_csv_bytes
 from core.inference import Predictor
 from core.metrics import build_report
@@ -96,18 +97,9 @@ def predict_table(run_dir: str | Path, data_file: str | Path, *, text_column: st
     predictor = predictor or run_predictor(run_dir)
     columns = _columns_of(config.data, data_file)
     if text_column or text_pair_column:
-        columns = DataConfig(source=columns.source, text_column=text_column or columns.text_column,
-                             text_pair_column=text_pair_column, label_column=columns.label_column,
-                             label_delimiter=columns.label_delimiter, empty_texts=columns.empty_texts)
-    frame = load_frame(data_file, config.task, columns, require_labels=False)
-    try:
-        original = read_table(data_file)
-    except DataError:  # a CoNLL file: one sentence per row
-        original = read_conll(data_file)
-    if len(original) != len(frame):  # load_frame keeps every row of the file, in order; anything else is a bug
-        raise DataError(f"read {len(original)} rows but predicted {len(frame)}", file=str(data_file),
-                        fix="report this as a bug, with the file")
-    table = original.reset_index(drop=True).copy()
+        columns = dataclasses.replace(columns, text_column=text_column or columns.text_column, text_pair_column=text_pair_column)
+    frame, original = load_unlabelled(data_file, config.task, columns)  # one read: the texts and the file's own columns
+    table = original.copy()
     for column in table.columns:  # lists (CoNLL tokens/tags) as the words they are
         if table[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             table[column] = table[column].map(lambda v: " ".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -64,9 +63,8 @@ def preflight(config: RunConfig, batches: int = MEASURED_BATCHES) -> dict[str, A
     micro = batches * cfg.gradient_accumulation_steps
     frame = bundle.train.sample(min(len(bundle.train), cfg.batch_size * micro), random_state=cfg.seed)
     max_length = min(config.model.max_length, getattr(model.config, "max_position_embeddings", 512))
-    runs_root = config.runs_root
     encoded = encode_split(frame, config.task, tokenizer, max_length, label_ids(frame, bundle.labels, config.task),
-                           cache_dir=runs_root / ".cache" / "tokens")
+                           cache_dir=config.runs_root / ".cache" / "tokens")
     one_batch = EncodedSplit(encoded.features[: cfg.batch_size])  # validation is not what is timed: keep it short
     collator = PaddingCollator(tokenizer.pad_token_id or 0, config.task)
     # One epoch over the sample, a step event per optimizer step, no evaluation until the last step.
@@ -87,8 +85,7 @@ def preflight(config: RunConfig, batches: int = MEASURED_BATCHES) -> dict[str, A
             "steps_per_epoch": steps_per_epoch, "total_steps": total,
             "epoch_seconds": len(bundle.train) / rate, "train_rows": len(bundle.train),
             "measured_steps": len(rates), "device": device,
-            "precision": "bf16" if resolve_precision(cfg.precision, config.task) == "bf16" else "fp32",
-            "batches_per_epoch": math.ceil(len(bundle.train) / cfg.batch_size)}
+            "precision": "bf16" if resolve_precision(cfg.precision, config.task) == "bf16" else "fp32"}
 
 
 def preflight_in_subprocess(config: RunConfig, timeout_s: float = 600) -> dict[str, Any]:

@@ -42,9 +42,17 @@ def is_upload(path: str | Path, root: str | Path) -> bool:
     return True
 
 
+def upload_name(source: str, root: str | Path) -> str | None:
+    """The file name a saved upload had for its user; None when ``source`` is no upload (a sample, a path)."""
+    if not source or source.startswith("sample:") or not is_upload(source, root):
+        return None
+    return Path(source).name
+
+
 def display_name(source: str, root: str | Path) -> str:
     """How a data source is named to its user: an upload by its file name, anything else as given."""
-    return f"{Path(source).name} (uploaded)" if source and not source.startswith("sample:") and is_upload(source, root) else source
+    name = upload_name(source, root)
+    return source if name is None else f"{name} (uploaded)"
 
 
 def replace_upload_paths(text: str, root: str | Path) -> str:

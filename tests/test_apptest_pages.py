@@ -39,6 +39,15 @@ def open_page(page: str, run: str | None = None) -> AppTest:
     return at
 
 
+def open_data_file(path: Path) -> AppTest:
+    """The Data page with ``path`` typed into "Path on this machine"."""
+    at = open_page("data")
+    at.radio(key="data_source_kind").set_value("Path on this machine").run()
+    at.text_input(key="data_path").input(str(path)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [m.value for m in at.caption] + [m.value for m in at.title]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info] + [s.value for s in at.subheader]
@@ -110,10 +119,7 @@ def test_data_page_loads_a_sample_with_sizes_checks_and_token_lengths(seeded):
 def test_data_page_shows_a_bad_file_as_a_message(seeded, tmp_path):
     bad = tmp_path / "reviews.csv"
     bad.write_text("text,label\nfine film,pos\n\"unterminated,neg\n", encoding="utf-8")
-    at = open_page("data")
-    at.radio(key="data_source_kind").set_value("Path on this machine").run()
-    at.text_input(key="data_path").input(str(bad)).run()
-    assert not at.exception
+    at = open_data_file(bad)
     assert at.error and "reviews.csv" in at.error[0].value
     at.text_input(key="data_path").input(str(tmp_path / "nope.csv")).run()
     assert not at.exception and "nope.csv" in at.error[0].value
@@ -198,10 +204,7 @@ def test_repeated_and_leaked_texts_are_offered_for_dropping(seeded, tmp_path):
     rows = ["text,label", *["the same words here,a"] * 3, "conflict text now,a", "conflict text now,b"]
     rows += [f"unique text number {i} here,{'ab'[i % 2]}" for i in range(30)]
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    at = open_page("data")
-    at.radio(key="data_source_kind").set_value("Path on this machine").run()
-    at.text_input(key="data_path").input(str(data)).run()
-    assert not at.exception
+    at = open_data_file(data)
     offer = at.button(key="drop_duplicates_offer")
     assert "repeated or leaked rows found" in offer.label
     offer.click().run()
@@ -216,10 +219,7 @@ def test_repeated_and_leaked_texts_are_offered_for_dropping(seeded, tmp_path):
 def test_a_one_column_file_names_the_label_picker_once(seeded, tmp_path):
     data = tmp_path / "statements.csv"
     data.write_text("statement\nhello there friend\nanother one here\nthird text row\n", encoding="utf-8")
-    at = open_page("data")
-    at.radio(key="data_source_kind").set_value("Path on this machine").run()
-    at.text_input(key="data_path").input(str(data)).run()
-    assert not at.exception
+    at = open_data_file(data)
     messages = [m.value for m in [*at.error, *at.warning] if "label" in m.value.lower()]
     assert len(messages) == 1, messages
     assert "the Label picker" in messages[0] and "data.label_column" not in messages[0]

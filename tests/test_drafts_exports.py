@@ -22,6 +22,9 @@ def test_a_draft_survives_a_new_process_and_drafts_stay_apart(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "'cfg.train.epochs': 5.0" in out and "obj" not in out  # what isn't JSON is left out, not a crash
     assert drafts.load_draft(tmp_path, second) == {"cfg.train.epochs": 2.0}
+    # a page that doesn't draw the Data page's pickers saves without them: they stay in the draft
+    drafts.save_draft(tmp_path, first, {"cfg.train.epochs": 6.0})
+    assert drafts.load_draft(tmp_path, first) == {"cfg.train.epochs": 6.0, "data_source_kind": "Upload a file"}
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "ABCDEF0123456789", "", None, "0" * 15])

@@ -167,3 +167,18 @@ def test_live_cadence_slows_down_on_small_machines_and_the_environment_wins(monk
     assert live_cadence(cores=16) == (5.0, 10.0)
     monkeypatch.setenv("TUNEBOARD_STATUS_EVERY_S", "3")
     assert live_cadence(cores=2) == (3.0, 20.0)
+
+
+def test_confidence_figure_splits_right_from_wrong():
+    fig = charts.confidence_figure([0.9, 0.8, 0.55, 0.6], [True, True, False, True])
+    right, wrong = fig.data
+    assert sorted(right.x) == [0.6, 0.8, 0.9] and list(wrong.x) == [0.55]
+    assert right.name == "right (3)" and wrong.name == "wrong (1)"
+    assert fig.layout.barmode == "overlay" and tuple(fig.layout.xaxis.range) == (0, 1)
+
+
+def test_regression_figure_draws_the_diagonal_over_both_ranges():
+    fig = charts.regression_figure([1.0, 2.0, 3.0], [0.5, 2.5, 4.0])
+    diagonal, points = fig.data
+    assert list(diagonal.x) == list(diagonal.y) == [0.5, 4.0]  # covers gold and predicted alike
+    assert list(points.x) == [1.0, 2.0, 3.0] and list(points.y) == [0.5, 2.5, 4.0]

@@ -108,6 +108,21 @@ def test_an_uploaded_file_is_named_by_its_own_name_in_the_yaml(tmp_path):
     assert display_name("sample:bbc_news", root) == "sample:bbc_news"
 
 
+def test_the_compare_table_says_shared_facts_once_and_keeps_row_order():
+    from ui.compare import display_table
+
+    shown = pd.DataFrame({"run": ["20261123-113215-rt-fe1d", "20261123-120000-rt-aa00"], "name": ["rt", "rt"],
+                          "task": ["single_label"] * 2, "strategy": ["full", "lora"], "model": ["bundled:minilm-l6"] * 2,
+                          "state": ["completed"] * 2, "metric": ["f1_macro", "accuracy"], "value": [0.8, 0.7],
+                          "created": ["2026-11-23 11:32", "2026-11-23 12:00"]})
+    table, shared = display_table(shown)
+    assert shared == {"task": "single_label", "model": "bundled:minilm-l6"}  # metric differs: it stays a column
+    assert list(table.columns) == ["run", "strategy", "state", "metric", "value"]
+    assert table["run"].tolist() == ["rt · 11:32 · fe1d", "rt · 12:00 · aa00"]  # same order: a selection indexes shown
+    one, shared_one = display_table(shown.head(1))
+    assert shared_one == {} and "task" in one.columns  # one run: nothing to factor out
+
+
 def test_filter_runs_and_short_labels():
     table = pd.DataFrame({"run": ["20261123-113215-rt-fe1d", "x-2"], "name": ["rt", "ner"], "task": ["single_label", "token"],
                           "strategy": ["full", "lora"], "state": ["completed", "failed"]})

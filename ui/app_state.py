@@ -57,17 +57,11 @@ def restore_draft() -> None:
 
 
 def save_draft() -> None:
-    """Store the form's values under this tab's draft id (a no-op when nothing changed).
-
-    Merged into what is stored: Streamlit forgets the value of a widget the current page doesn't draw
-    (the Data page's pickers while the Strategy page is open), and the draft must not forget it too.
-    """
-    from core.drafts import load_draft
+    """Store the form's values under this tab's draft id (merged into what is stored; see core.drafts)."""
     from core.drafts import save_draft as store
 
-    current = st.session_state.get(DRAFT_KEY)
-    if current:
-        store(runs_root(), current, {**(load_draft(runs_root(), current) or {}), **_draft_values()})
+    if st.session_state.get(DRAFT_KEY):
+        store(runs_root(), st.session_state[DRAFT_KEY], _draft_values())
 
 
 def seed(widget_key: str, value: object) -> None:

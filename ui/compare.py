@@ -9,7 +9,7 @@ import pandas as pd
 
 from core import runs
 from core.events import read_events
-from ui.runview import eval_frame, step_frame
+from ui.runview import eval_frame, short_label, step_frame
 
 COSTS = {"trainable %": "trainable_percent", "train time (s)": "train_s", "peak memory (MB)": "peak_memory_mb",
          "saved model (MB)": "saved_model_mb"}
@@ -33,6 +33,19 @@ def runs_table(root: str | Path) -> pd.DataFrame:
     rows = [run_row(s) for s in runs.list_runs(root)]
     return pd.DataFrame(rows, columns=["run", "name", "task", "strategy", "model", "state", "metric", "value",
                                        "trainable_percent", "train_s", "peak_memory_mb", "saved_model_mb", "created"])
+
+
+def display_table(shown: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The runs table as drawn, and the facts every shown run shares.
+
+    The long run id becomes ``name · time · suffix`` (rows stay in order, so a selection still indexes
+    ``shown``); task, model and metric columns that hold one value for every row (of two or more) are
+    dropped and returned, to be said once above the table: that is what lets the table fit at 1280 px.
+    """
+    table = shown.assign(run=[short_label(r, n) for r, n in zip(shown["run"], shown["name"], strict=True)])
+    table = table.drop(columns=["name", "created"])
+    shared = {c: table[c].iloc[0] for c in ("task", "model", "metric") if len(table) > 1 and table[c].nunique(dropna=False) == 1}
+    return table.drop(columns=list(shared)), shared
 
 
 def filter_runs(table: pd.DataFrame, *, tasks: list[str] | None = None, strategies: list[str] | None = None,

@@ -164,14 +164,14 @@ def yaml_for_download(config: RunConfig, root: str | None = None) -> str:
     saying where the dashboard keeps its copy), not by that internal path."""
     import yaml
 
-    from core.uploads import is_upload
+    from core.uploads import upload_name
 
     raw = applicable_dict(config)
     raw.pop("output_dir", None)
     header = ""
-    source = config.data.source
-    if root is not None and source and not source.startswith("sample:") and is_upload(source, root):
-        raw["data"]["source"] = source.rsplit("/", 1)[-1]
-        header = (f"# data.source: the file you uploaded; point it at your copy of {raw['data']['source']}.\n"
-                  f"# (The dashboard keeps the upload at {source}.)\n")
+    name = upload_name(config.data.source, root) if root is not None else None
+    if name is not None:
+        raw["data"]["source"] = name
+        header = (f"# data.source: the file you uploaded; point it at your copy of {name}.\n"
+                  f"# (The dashboard keeps the upload at {config.data.source}.)\n")
     return header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -31,12 +31,12 @@ One job per module, each importing only those above it in this list:
 ``canonical``   a file's columns → the task's canonical frame, validated row by row
 ``splits``      stratified, seeded splits and subsampling
 ``samples``     the bundled samples and their parsers
-``bundle``      :class:`DatasetBundle`, :func:`load_bundle`, :func:`load_frame`
+``bundle``      :class:`DatasetBundle`, :func:`load_bundle`, :func:`load_frame`, :func:`load_unlabelled`, :func:`read_source`
 ``checks``      :func:`data_checks`
 ==============  ===============================================================================
 """
 
-from core.data.bundle import DatasetBundle, load_bundle, load_frame
+from core.data.bundle import DatasetBundle, fixed_layout, load_bundle, load_frame, load_unlabelled, read_source
 from core.data.checks import data_checks
 from core.data.columns import (
     FIRST_TEXT_NAMES,
@@ -70,12 +70,15 @@ __all__ = [
     "TagConversion",
     "data_checks",
     "detect_columns",
+    "fixed_layout",
     "label_ids",
     "list_samples",
     "load_bundle",
     "load_frame",
+    "load_unlabelled",
     "load_sample",
     "read_conll",
+    "read_source",
     "read_table",
     "read_text_folder",
     "to_iob2",

@@ -251,6 +251,28 @@ def load_bundle(cfg: DataConfig, task: str) -> DatasetBundle:
     )
 
 
+def read_source(source: str | Path, task: str) -> pd.DataFrame:
+    """The file (or text folder) as read for ``task``, its own columns untouched: a table as is, a CoNLL
+    file as one sentence per row (``tokens``, ``tags``), a folder as ``text``, ``label``.
+
+    What the Data page maps columns on, and what predictions are written beside.
+
+    Raises:
+        DataError: as load_bundle (missing, unreadable, a format the task can't use).
+    """
+    check_task(task)
+    raw = _read_for_task(str(source), task, ())
+    frame = raw.frame.copy()
+    frame.attrs["warnings"] = list(raw.warnings)
+    return frame
+
+
+def fixed_layout(source: str | Path) -> bool:
+    """A CoNLL file or a folder of <label>/*.txt: its columns are the canonical ones, nothing to map."""
+    path = Path(source).expanduser()
+    return path.is_dir() or format_name(path) == "conll"
+
+
 def load_frame(source: str | Path, task: str, cfg: DataConfig | None = None, *, require_labels: bool = True) -> pd.DataFrame:
     """Read one whole file (no split) into the task's canonical frame: what ``eval --data`` and ``predict`` read.
 
@@ -263,12 +285,30 @@ def load_frame(source: str | Path, task: str, cfg: DataConfig | None = None, *, 
     """
     check_task(task)
     cfg = cfg or DataConfig(source=str(source))
-    expect = tuple(c for c in (cfg.text_column, cfg.text_pair_column, cfg.label_column) if c)
-    raw = _read_for_task(str(source), task, expect)
-    if require_labels:
-        frame, notes, _ = canonical(raw, task, _mapping_for(raw, task, cfg), cfg, "")
-        frame.attrs["warnings"] = [*raw.warnings, *notes]
-        return frame
+    if not require_labels:
+        return load_unlabelled(source, task, cfg)[0]
+    raw = _read_for_task(str(source), task, _expected(cfg))
+    frame, notes, _ = canonical(raw, task, _mapping_for(raw, task, cfg), cfg, "")
+    frame.attrs["warnings"] = [*raw.warnings, *notes]
+    return frame
+
+
+def _expected(cfg: DataConfig) -> tuple[str, ...]:
+    return tuple(c for c in (cfg.text_column, cfg.text_pair_column, cfg.label_column) if c)
+
+
+def load_unlabelled(source: str | Path, task: str, cfg: DataConfig | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the canonical text frame, the file's own table) from one read: what prediction needs.
+
+    The first is ``load_frame(..., require_labels=False)``; the second holds every column of the file
+    (as :func:`read_source`), row for row in the same order, so predictions can go beside them.
+
+    Raises:
+        DataError: as load_frame.
+    """
+    check_task(task)
+    cfg = cfg or DataConfig(source=str(source))
+    raw = _read_for_task(str(source), task, _expected(cfg))
     df = raw.frame
     if task == "token":
         column = "tokens" if "tokens" in df.columns else detect_columns(df.assign(label=0), "single_label", cfg.text_column)["text"]
@@ -288,4 +328,6 @@ def load_frame(source: str | Path, task: str, cfg: DataConfig | None = None, *, 
             raise DataError(f"{int(empty.sum())} empty text(s) at {where(raw, np.flatnonzero(empty.to_numpy()))}",
                             file=raw.path, column=str(mapping["text"]), fix="fill in or remove those rows")
     frame.attrs["warnings"] = list(raw.warnings)
-    return frame.reset_index(drop=True)
+    original = df.reset_index(drop=True).copy()
+    original.attrs["warnings"] = list(raw.warnings)
+    return frame.reset_index(drop=True), original
