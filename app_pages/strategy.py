@@ -25,7 +25,7 @@ from ui.forms import (
     with_strategy,
     yaml_for_download,
 )
-from ui.preflight import model_facts
+from ui.preflight import model_facts, strategy_table
 from ui.runview import fmt_duration
 from ui.widgets import draft_values, field_widget
 
@@ -48,6 +48,13 @@ def preflight(config_json: str) -> dict:
     from core.preflight import preflight_in_subprocess
 
     return preflight_in_subprocess(from_dict(json.loads(config_json)))
+
+
+@st.cache_data(show_spinner="Pre-flight of every strategy on these data and settings (in a separate process)…", max_entries=8)
+def preflight_every_strategy(config_json: str) -> list[dict]:
+    from core.preflight import preflight_in_subprocess
+
+    return preflight_in_subprocess(from_dict(json.loads(config_json)), every_strategy=True)
 
 
 def propose_learning_rate() -> None:
@@ -183,6 +190,24 @@ if st.button("Check: trainable parameters, groups and time per epoch", icon=":ma
                      column_config={"lr": number(format="%.2e"), "params": number(format="%d"), "weight_decay": number(format="%.3g")})
         for note in pf.get("notes", []):
             st.caption(note)
+
+if st.button("Compare every strategy: trainable parameters and time per epoch", icon=":material/table_chart:",
+             key="preflight_all") or st.session_state.get("preflight_all_for") == config_json:
+    from core.preflight import PreflightError
+
+    st.session_state["preflight_all_for"] = config_json
+    try:
+        table = strategy_table(preflight_every_strategy(config_json))
+    except PreflightError as exc:
+        st.error(f"Pre-flight found a problem: {exc}", icon=":material/error:")
+    else:
+        number = st.column_config.NumberColumn
+        st.dataframe(table, hide_index=True, width="stretch", key="preflight_all_table",
+                     column_config={"trainable parameters": number(format="localized"),
+                                    "trainable share %": number(format="%.3f"), "learning rate": number(format="%.0e"),
+                                    "note": st.column_config.TextColumn(width="large")})
+        st.caption("Each strategy on this model and these data and settings, at its usual learning rate (yours for "
+                   f"{kind}); the time is measured on a few steps of the training loop itself.")
 
 # --- launch --------------------------------------------------------------------------------------------
 st.subheader("Launch")

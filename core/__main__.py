@@ -168,11 +168,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     from core.config import load_config
-    from core.preflight import preflight
+    from core.preflight import preflight, preflight_strategies
 
     config = load_config(args.config, args.set)
     if args.root:
         config = config.replace(output_dir=args.root)
+    if args.every_strategy:
+        rows = preflight_strategies(config)
+        if args.json:
+            print(json.dumps(rows, default=str))
+            return 0
+        for row in rows:
+            if "error" in row:
+                print(f"{row['kind']:17} can't run with these settings: {row['error']}")
+            else:
+                print(f"{row['kind']:17} {row['trainable_params']:>12,} trainable ({row['trainable_percent']:7.3f}%)  "
+                      f"lr {row['learning_rate']:.0e}  {row['seconds_per_step']:.3f} s/step  ~{row['epoch_seconds']:.0f} s/epoch")
+        return 0
     facts = preflight(config)
     if args.json:
         print(json.dumps(facts, default=str))
@@ -233,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML/JSON run config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. strategy.kind=lora")
     p.add_argument("--json", action="store_true", help="print one JSON object (what the dashboard reads)")
+    p.add_argument("--every-strategy", action="store_true",
+                   help="one row per strategy on the same data and model (each at its usual learning rate)")
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("worker", help="run queued jobs (the dashboard starts one per runs root by itself)")

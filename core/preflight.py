@@ -13,6 +13,7 @@ and hold the model's memory in the server): it calls :func:`preflight_in_subproc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 from core.config import RunConfig
 
 MEASURED_BATCHES = 6
+STRATEGY_TABLE_BATCHES = 4  # 3 timed steps after the warm-up one: twelve strategies in seconds
 
 
 class PreflightError(RuntimeError):
@@ -42,59 +44,104 @@ def preflight(config: RunConfig, batches: int = MEASURED_BATCHES) -> dict[str, A
     Raises:
         the core errors (DataError, ModelError, StrategyError, ConfigError) with their messages.
     """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from core.data import label_ids, load_bundle
-    from core.loop import make_loss, plan_steps, resolve_precision, train
-    from core.models import load_model, load_tokenizer
-    from core.strategies import build_strategy
-    from core.tokenize import EncodedSplit, PaddingCollator, encode_split
-
-    bundle = load_bundle(config.data, config.task)
-    tokenizer = load_tokenizer(config.model)
-    set_seed(config.train.seed)
-    model = load_model(config.model, config.task, bundle.labels.names)
-    plan = build_strategy(model, config, num_train_rows=len(bundle.train))
-    facts = plan.describe()  # before the loop: it is what the run will start with
-
-    cfg = config.train
-    micro = batches * cfg.gradient_accumulation_steps
-    frame = bundle.train.sample(min(len(bundle.train), cfg.batch_size * micro), random_state=cfg.seed)
-    max_length = min(config.model.max_length, getattr(model.config, "max_position_embeddings", 512))
-    encoded = encode_split(frame, config.task, tokenizer, max_length, label_ids(frame, bundle.labels, config.task),
-                           cache_dir=config.runs_root / ".cache" / "tokens")
-    one_batch = EncodedSplit(encoded.features[: cfg.batch_size])  # validation is not what is timed: keep it short
-    collator = PaddingCollator(tokenizer.pad_token_id or 0, config.task)
-    # One epoch over the sample, a step event per optimizer step, no evaluation until the last step.
-    timed = dataclasses.replace(config, train=dataclasses.replace(cfg, epochs=1, log_every=1, eval_every=0,
-                                                                  early_stopping_patience=0))
-    steps: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="tuneboard-preflight-") as tmp:
-        train(timed, plan, encoded, one_batch, collator=collator, loss_fn=make_loss(config.task),
-              score=lambda preds: {}, metric_name="loss", events=lambda e: steps.append(e) if e["type"] == "step" else None,
-              should_stop=lambda: False, checkpoint_dir=Path(tmp) / "checkpoint", on_best=lambda m: None,
-              accelerator=Accelerator())
-    rates = [e["samples_per_s"] for e in steps]
-    # The first step pays for allocation and kernel warm-up (and, with frozen layers, their one pass).
-    rate = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
-    steps_per_epoch, total = plan_steps(len(bundle.train), cfg)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {**facts, "seconds_per_step": cfg.batch_size * cfg.gradient_accumulation_steps / rate,
-            "steps_per_epoch": steps_per_epoch, "total_steps": total,
-            "epoch_seconds": len(bundle.train) / rate, "train_rows": len(bundle.train),
-            "measured_steps": len(rates), "device": device,
-            "precision": "bf16" if resolve_precision(cfg.precision, config.task) == "bf16" else "fp32"}
+    bench = _Bench(config, batches)
+    return bench.measure(config, bench.model)
 
 
-def preflight_in_subprocess(config: RunConfig, timeout_s: float = 600) -> dict[str, Any]:
-    """:func:`preflight` in a fresh ``python -m core preflight`` process; raises PreflightError with its message."""
+def preflight_strategies(config: RunConfig, kinds: list[str] | None = None,
+                         batches: int = STRATEGY_TABLE_BATCHES) -> list[dict[str, Any]]:
+    """Pre-flight of each strategy in ``kinds`` (default: all) on this config's data, model and settings.
+
+    Data, tokenizer and base model are loaded once; each strategy gets a copy of the model. Each row
+    is :func:`preflight`'s dict, or ``{"kind", "error"}`` where that strategy refuses these settings
+    (e.g. ``freeze_layers`` above the model's depth), so one refusal doesn't hide the other rows.
+    The learning rate is the config's for its own strategy and the registry's usual rate for the
+    others, as the Strategy form would propose on a switch.
+    """
+    from core.config import STRATEGY_KINDS
+    from core.strategies import StrategyError
+    from core.strategy_registry import spec
+
+    bench = _Bench(config, batches)
+    rows = []
+    for kind in kinds or list(STRATEGY_KINDS):
+        variant = config
+        if kind != config.strategy.kind:
+            variant = config.replace(strategy=dataclasses.replace(config.strategy, kind=kind),
+                                     train=dataclasses.replace(config.train, learning_rate=spec(kind).form_learning_rate))
+        try:
+            rows.append(bench.measure(variant, copy.deepcopy(bench.model)))
+        except StrategyError as exc:
+            rows.append({"kind": kind, "error": str(exc)})
+    return rows
+
+
+class _Bench:
+    """What every pre-flight of one config shares: its data, tokenizer, base model and a timed sample."""
+
+    def __init__(self, config: RunConfig, batches: int) -> None:
+        from accelerate.utils import set_seed
+
+        from core.data import label_ids, load_bundle
+        from core.models import load_model, load_tokenizer
+        from core.tokenize import EncodedSplit, PaddingCollator, encode_split
+
+        self.bundle = bundle = load_bundle(config.data, config.task)
+        tokenizer = load_tokenizer(config.model)
+        set_seed(config.train.seed)
+        self.model = load_model(config.model, config.task, bundle.labels.names)
+        cfg = config.train
+        micro = batches * cfg.gradient_accumulation_steps
+        frame = bundle.train.sample(min(len(bundle.train), cfg.batch_size * micro), random_state=cfg.seed)
+        max_length = min(config.model.max_length, getattr(self.model.config, "max_position_embeddings", 512))
+        self.encoded = encode_split(frame, config.task, tokenizer, max_length, label_ids(frame, bundle.labels, config.task),
+                                    cache_dir=config.runs_root / ".cache" / "tokens")
+        self.one_batch = EncodedSplit(self.encoded.features[: cfg.batch_size])  # validation is not what is timed
+        self.collator = PaddingCollator(tokenizer.pad_token_id or 0, config.task)
+
+    def measure(self, config: RunConfig, model: Any) -> dict[str, Any]:
+        import torch
+        from accelerate import Accelerator
+
+        from core.loop import make_loss, plan_steps, resolve_precision, train
+        from core.strategies import build_strategy
+
+        train_rows = len(self.bundle.train)
+        plan = build_strategy(model, config, num_train_rows=train_rows)
+        facts = plan.describe()  # before the loop: it is what the run will start with
+        cfg = config.train
+        # One epoch over the sample, a step event per optimizer step, no evaluation until the last step.
+        timed = dataclasses.replace(config, train=dataclasses.replace(cfg, epochs=1, log_every=1, eval_every=0,
+                                                                      early_stopping_patience=0))
+        steps: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="tuneboard-preflight-") as tmp:
+            train(timed, plan, self.encoded, self.one_batch, collator=self.collator, loss_fn=make_loss(config.task),
+                  score=lambda preds: {}, metric_name="loss", events=lambda e: steps.append(e) if e["type"] == "step" else None,
+                  should_stop=lambda: False, checkpoint_dir=Path(tmp) / "checkpoint", on_best=lambda m: None,
+                  accelerator=Accelerator())
+        rates = [e["samples_per_s"] for e in steps]
+        # The first step pays for allocation and kernel warm-up (and, with frozen layers, their one pass).
+        rate = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
+        steps_per_epoch, total = plan_steps(train_rows, cfg)
+        return {**facts, "seconds_per_step": cfg.batch_size * cfg.gradient_accumulation_steps / rate,
+                "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                "epoch_seconds": train_rows / rate, "train_rows": train_rows,
+                "measured_steps": len(rates), "device": "cuda" if torch.cuda.is_available() else "cpu",
+                "precision": "bf16" if resolve_precision(cfg.precision, config.task) == "bf16" else "fp32",
+                "learning_rate": cfg.learning_rate}
+
+
+def preflight_in_subprocess(config: RunConfig, timeout_s: float = 600, *, every_strategy: bool = False) -> Any:
+    """:func:`preflight` (or, with ``every_strategy``, :func:`preflight_strategies`) in a fresh
+    ``python -m core preflight`` process; raises PreflightError with its message."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump(config.to_dict(), f)
         path = f.name
+    command = [sys.executable, "-m", "core", "preflight", "--config", path, "--json"]
+    if every_strategy:
+        command.append("--every-strategy")
     try:
-        proc = subprocess.run([sys.executable, "-m", "core", "preflight", "--config", path, "--json"],
+        proc = subprocess.run(command,
                               capture_output=True, text=True, timeout=timeout_s, cwd=Path(__file__).resolve().parent.parent,
                               env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     except subprocess.TimeoutExpired as exc:

@@ -14,7 +14,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO as ROOT  # noqa: E402
+
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -57,3 +57,24 @@ def model_facts(name: str, num_layers: int | None = None) -> dict[str, Any]:
             "hidden size": getattr(config, "hidden_size", 0), "heads": getattr(config, "num_attention_heads", 0),
             "vocabulary": getattr(config, "vocab_size", 0), "max positions": getattr(config, "max_position_embeddings", 0),
             "parameters": params}
+
+
+def strategy_table(rows: list[dict[str, Any]]) -> Any:
+    """core.preflight.preflight_strategies' rows as the Strategy page shows them, one line per strategy.
+
+    A strategy that refuses the settings keeps its line, with the reason where its numbers would be.
+    """
+    import pandas as pd
+
+    from ui.runview import fmt_duration
+
+    lines = []
+    for row in rows:
+        if "error" in row:
+            lines.append({"strategy": row["kind"], "trainable parameters": None, "trainable share %": None,
+                          "learning rate": None, "time per epoch": "—", "note": row["error"]})
+            continue
+        lines.append({"strategy": row["kind"], "trainable parameters": row["trainable_params"],
+                      "trainable share %": row["trainable_percent"], "learning rate": row["learning_rate"],
+                      "time per epoch": fmt_duration(row["epoch_seconds"]), "note": ""})
+    return pd.DataFrame(lines)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO  # noqa: E402
+
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
@@ -31,7 +32,7 @@ def app_server(tmp_path_factory):
     copy of the seeded runs (one real tiny run, failed, half-written and running ones) and a 3-class
     run for the confusion-matrix drill-down; yields (url, runs root)."""
     from core import jobs
-    from tests.seeded import seeded_root, three_class_run
+    from tests.support.seeded import seeded_root, three_class_run
 
     seeded = seeded_root()
     root = tmp_path_factory.mktemp("browser") / "runs"
@@ -78,7 +79,7 @@ def app_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def seeded_ids(app_server):
     """{kind: run_id} of the runs in the browser tests' runs folder."""
-    from tests.seeded import seeded_root
+    from tests.support.seeded import seeded_root
 
     ids = {k: v for k, v in seeded_root().items() if k != "root"}
     _, root = app_server

@@ -66,3 +66,48 @@ def input_value_soon(page, label: str, expected: str, timeout_ms: int = 15_000) 
         page.wait_for_timeout(250)
         deadline -= 250
     return box.input_value()
+
+
+def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> list[int]:
+    """Click each cell of the Evaluation page's confusion matrix at its centre and check what it lists.
+
+    For every (gold, predicted) cell: the heading names that cell, the count equals the cell's number
+    and the rows of ``truth`` (the run's predictions.parquet) with that pair, and every row of the
+    cell's CSV download has that gold and that predicted label. Returns the counts, row by row.
+    ``on_cell(i, j)`` runs after each cell's checks (a screenshot, say).
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    k = len(labels)
+    grid = page.locator(".js-plotly-plot .nsewdrag").first
+    grid.wait_for()
+    settle(page, 800)
+    counts = [int(c) for c in page.locator(".js-plotly-plot .scatterlayer .textpoint text").all_text_contents()]
+    assert len(counts) == k * k, counts
+    box = grid.bounding_box()
+    assert box["width"] >= 36 * k and box["height"] >= 36 * k, f"the grid is too small to click: {box}"
+    for i, gold in enumerate(labels):
+        for j, pred in enumerate(labels):
+            settle(page)  # the chart redraws with the chosen cell outlined: wait for the new one
+            heading = page.get_by_role("heading", name=f"True {gold}, predicted {pred}")
+            for attempt in range(3):  # a click that lands while the chart remounts (new highlight) is lost: click again
+                # centred: "if needed" may leave the top row under Streamlit's fixed header, which takes the click
+                grid.evaluate("e => e.scrollIntoView({block: 'center'})")
+                page.wait_for_timeout(200)
+                box = grid.bounding_box()  # where it is now: the list below it grows and the page scrolls
+                page.mouse.click(box["x"] + (j + 0.5) * box["width"] / k, box["y"] + (i + 0.5) * box["height"] / k)
+                try:
+                    heading.wait_for(timeout=10_000)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 2:
+                        raise
+                    settle(page)
+            n = counts[k * i + j]
+            assert n == int(((truth["gold"] == gold) & (truth["predicted"] == pred)).sum()), (gold, pred, n)
+            page.get_by_text(re.compile(rf"^{n:,} examples, the most confident first")).wait_for()
+            rows = download_csv(page, f"Download these {n:,} examples (CSV)")
+            assert len(rows) == n and all(r["gold"] == gold and r["predicted"] == pred for r in rows), (gold, pred)
+            if on_cell:
+                on_cell(i, j)
+    return counts

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.helpers import choose, choose_starting, download_csv, input_value_soon, set_number, settle
+from tests.browser.helpers import (
+    choose,
+    choose_starting,
+    download_csv,
+    input_value_soon,
+    open_every_confusion_cell,
+    set_number,
+    settle,
+)
+from tests.support.paths import DATA_FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 WIDTHS = [{"width": 1280, "height": 720}, {"width": 1600, "height": 1000}]
 
 
@@ -26,38 +32,8 @@ def test_every_confusion_cell_lists_its_own_examples(app_server, seeded_ids, pag
     run_id = seeded_ids["three_class"]
     truth = pd.read_parquet(root / run_id / "predictions.parquet")
     page.goto(f"{url}/evaluation?run={run_id}")
-    grid = page.locator(".js-plotly-plot .nsewdrag").first
-    grid.wait_for()
-    settle(page, 800)
-    counts = [int(c) for c in page.locator(".js-plotly-plot .scatterlayer .textpoint text").all_text_contents()]
-    labels = ["fresh", "plot", "rotten"]
-    assert len(counts) == 9
-    box = grid.bounding_box()
-    assert box["width"] >= 270 and box["height"] >= 270, f"the grid is too small to click: {box}"
-    for i, gold in enumerate(labels):
-        for j, pred in enumerate(labels):
-            settle(page)  # the chart redraws with the chosen cell outlined: wait for the new one
-            heading = page.get_by_role("heading", name=f"True {gold}, predicted {pred}")
-            for attempt in range(3):  # a click that lands while the chart remounts (new highlight) is lost: click again
-                # centred: "if needed" may leave the top row under Streamlit's fixed header, which takes the click
-                grid.evaluate("e => e.scrollIntoView({block: 'center'})")
-                page.wait_for_timeout(200)
-                box = grid.bounding_box()  # where it is now: the list below it grows and the page scrolls
-                page.mouse.click(box["x"] + (j + 0.5) * box["width"] / 3, box["y"] + (i + 0.5) * box["height"] / 3)
-                try:
-                    heading.wait_for(timeout=10_000)
-                    break
-                except PlaywrightTimeout:
-                    if attempt == 2:
-                        raise
-                    settle(page)
-            n = counts[3 * i + j]
-            assert n == int(((truth["gold"] == gold) & (truth["predicted"] == pred)).sum())
-            page.get_by_text(re.compile(rf"^{n:,} examples, the most confident first")).wait_for()
-            rows = download_csv(page, f"Download these {n:,} examples (CSV)")
-            assert len(rows) == n and all(r["gold"] == gold and r["predicted"] == pred for r in rows), (gold, pred)
-            if (i, j) == (0, 1):
-                shots(page, f"20_confusion_cell_{viewport['width']}")
+    open_every_confusion_cell(page, ["fresh", "plot", "rotten"], truth,
+                              on_cell=lambda i, j: (i, j) == (0, 1) and shots(page, f"20_confusion_cell_{viewport['width']}"))
 
 
 def test_a_refresh_keeps_the_draft_and_tabs_keep_their_own(app_server, page, browser, shots, tmp_path):
@@ -147,7 +123,7 @@ def test_a_conll_file_uploaded_for_ner_previews_its_entities(app_server, page, s
     page.get_by_role("heading", name="Data").wait_for()
     page.get_by_text("Upload a file").click()
     settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(FIXTURES / "wnut16_excerpt.conll"))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(DATA_FIXTURES / "wnut16_excerpt.conll"))
     settle(page, 1000)
     choose_starting(page, "Task", "token")
     page.get_by_text("A CoNLL file").wait_for()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.browser.helpers import LOSS_POINTS_JS, progress_step, set_number, settle
+from tests.support.paths import DATA_FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -116,7 +116,7 @@ def test_a_bad_upload_shows_the_message(app_server, page, shots, tmp_path):
 def test_a_saved_yaml_fills_the_strategy_form(app_server, page, shots, tmp_path):
     url, _ = app_server
     saved = tmp_path / "run.yaml"
-    data_file = Path(__file__).resolve().parent.parent / "fixtures" / "data" / "reviews_latin1.csv"
+    data_file = DATA_FIXTURES / "reviews_latin1.csv"
     saved.write_text(f"name: from-yaml\ntask: single_label\ndata:\n  source: {data_file}\nmodel:\n  num_layers: 3\n"
                      "train:\n  epochs: 7\n  batch_size: 4\n", encoding="utf-8")
     page.goto(f"{url}/strategy")

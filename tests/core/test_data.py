@@ -29,8 +29,7 @@ from core.data import (
     samples,
     to_iob2,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+from tests.support.paths import DATA_FIXTURES, REPO
 
 POSITIVE = [
     "A warm and funny film that never loses its heart",
@@ -124,11 +123,11 @@ def test_read_table_sniffs_semicolons_and_strips_bom(tmp_path):
 
 
 def test_read_table_encoding_fallbacks():
-    chinese = read_table(FIXTURES / "reviews_gb18030.csv")
+    chinese = read_table(DATA_FIXTURES / "reviews_gb18030.csv")
     assert chinese["text"].iloc[0] == "这部电影非常好看，演员表演出色"
     assert any("GB18030" in w for w in chinese.attrs["warnings"])
     # These Latin-1 bytes also decode as (nonsense) GB18030; the reader must pick Latin-1.
-    latin = read_table(FIXTURES / "reviews_latin1.csv")
+    latin = read_table(DATA_FIXTURES / "reviews_latin1.csv")
     assert latin["text"].tolist()[:2] == ["Le héros est fade", "Crème brûlée was great"]
 
 
@@ -162,12 +161,12 @@ def test_read_text_folder(tmp_path):
 
 
 def test_read_conll_tab_space_and_docstart():
-    got = read_conll(FIXTURES / "ner_tab_separated.conll")
+    got = read_conll(DATA_FIXTURES / "ner_tab_separated.conll")
     # A line holding only a tab separates sentences; -DOCSTART- is skipped.
     assert got["tokens"].tolist() == [["John", "Smith", "lives", "in", "New", "York", "."], ["Acme", "hired", "Mary"]]
     assert got["tags"].tolist()[1] == ["B-ORG", "O", "B-PER"]
     assert got["row"].tolist() == [3, 11]
-    spaced = read_conll(FIXTURES / "ner_space_separated.bio")
+    spaced = read_conll(DATA_FIXTURES / "ner_space_separated.bio")
     assert spaced["tokens"].tolist() == [["Paris", "is", "nice"], ["Berlin", "too"]]
 
 
@@ -178,8 +177,8 @@ def test_read_conll_accepts_consistent_extra_columns(tmp_path):
 
 
 def test_token_task_from_conll_and_jsonl(tmp_path):
-    bundle = load_bundle(cfg(FIXTURES / "ner_tab_separated.conll", validation_source=str(
-        FIXTURES / "ner_space_separated.bio"), test_split=0.0), "token")
+    bundle = load_bundle(cfg(DATA_FIXTURES / "ner_tab_separated.conll", validation_source=str(
+        DATA_FIXTURES / "ner_space_separated.bio"), test_split=0.0), "token")
     assert bundle.labels.names == ("O", "B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER")
     assert list(bundle.train.columns) == ["tokens", "tags", "row"]
     lines = [{"tokens": ["Anna", "met", "Bo"], "tags": ["B-PER", "O", "B-PER"]},
@@ -411,7 +410,7 @@ def test_labels_in_validation_or_test_never_seen_in_training(tmp_path):
     # Token task: an entity type the training file never tags.
     ner_train = write(tmp_path / "train.conll", "Ann\tB-PER\nran\tO\n\nBo\tB-PER\n")
     with pytest.raises(DataError) as info:
-        load_bundle(cfg(ner_train, validation_source=str(FIXTURES / "ner_space_separated.bio")), "token")
+        load_bundle(cfg(ner_train, validation_source=str(DATA_FIXTURES / "ner_space_separated.bio")), "token")
     assert "entity types never seen in training: 'LOC'" in str(info.value) and "lines 1, 5" in str(info.value)
 
 
@@ -445,7 +444,7 @@ def test_regression_target_not_numeric(tmp_path):
 
 
 def test_conll_wrong_number_of_columns():
-    path = FIXTURES / "ner_bad_columns.conll"
+    path = DATA_FIXTURES / "ner_bad_columns.conll"
     with pytest.raises(DataError) as info:
         load_bundle(cfg(path), "token")
     err = info.value
@@ -454,7 +453,7 @@ def test_conll_wrong_number_of_columns():
 
 
 def test_conll_i_tag_without_b():
-    path = FIXTURES / "ner_bad_itag.conll"
+    path = DATA_FIXTURES / "ner_bad_itag.conll"
     with pytest.raises(DataError) as info:
         load_bundle(cfg(path), "token")
     err = info.value
@@ -495,7 +494,7 @@ def test_unsupported_extension(tmp_path):
     assert "'.xlsx'" in str(info.value) and ".csv" in info.value.fix and ".parquet" in info.value.fix
     # A CoNLL file for a classification task is refused with the reason.
     with pytest.raises(DataError, match="only the token task"):
-        load_bundle(cfg(FIXTURES / "ner_tab_separated.conll"), "single_label")
+        load_bundle(cfg(DATA_FIXTURES / "ner_tab_separated.conll"), "single_label")
 
 
 def test_sample_for_the_wrong_task():
@@ -511,7 +510,7 @@ def test_sample_for_the_wrong_task():
 # in CoNLL-2003's layout (token POS chunk tag, -DOCSTART-) and has two adjacent entities of the same
 # type, single-token (Clinton B-PER Yeltsin) and multi-token (Bill Clinton B-PER Boris Yeltsin), and
 # another pair (Paris B-LOC France).
-IOB2_TRUTH = FIXTURES / "ner_iob2_truth.conll"
+IOB2_TRUTH = DATA_FIXTURES / "ner_iob2_truth.conll"
 TAGS_IN_FIXTURES = 54
 
 
@@ -521,7 +520,7 @@ def all_rows(bundle: DatasetBundle) -> pd.DataFrame:
 
 def test_iob1_conll_is_converted_to_iob2_with_a_note():
     truth = read_conll(IOB2_TRUTH)
-    path = FIXTURES / "ner_iob1.conll"
+    path = DATA_FIXTURES / "ner_iob1.conll"
     bundle = load_bundle(cfg(path, validation_split=0.25, test_split=0.0), "token")
     got = all_rows(bundle)
     assert got["tokens"].tolist() == truth["tokens"].tolist()
@@ -543,7 +542,7 @@ def test_iob1_conll_is_converted_to_iob2_with_a_note():
 )
 def test_bioes_and_bilou_are_converted_to_iob2(tmp_path, scheme, letters, arrows):
     lines = []
-    for line in (FIXTURES / "ner_bioes.conll").read_text(encoding="utf-8").splitlines():
+    for line in (DATA_FIXTURES / "ner_bioes.conll").read_text(encoding="utf-8").splitlines():
         token, _, tag = line.partition("\t")
         lines.append(f"{token}\t{letters.get(tag[:2], tag[:2])}{tag[2:]}" if tag else line)
     path = write(tmp_path / f"ner.{scheme.lower()}.conll", "\n".join(lines) + "\n")
@@ -583,7 +582,7 @@ def test_iob1_tag_columns_of_table_files_are_converted_too(tmp_path):
         ["B-PER", "O", "B-PER", "B-PER"], ["O", "B-LOC"], ["B-LOC", "O", "O"], ["B-PER", "O"]]
     assert "tags converted from IOB1 to IOB2 (the CoNLL-2003 scheme): 5 of 11 tags rewritten" in bundle.warnings
     # A validation (or test) file is judged on its own, and its note names it.
-    iob1 = FIXTURES / "ner_iob1.conll"
+    iob1 = DATA_FIXTURES / "ner_iob1.conll"
     bundle = load_bundle(cfg(IOB2_TRUTH, validation_source=str(iob1), test_split=0.0), "token")
     assert bundle.validation["tags"].tolist() == read_conll(IOB2_TRUTH)["tags"].tolist()
     assert bundle.warnings == [f"{iob1}: tags converted from IOB1 to IOB2 (the CoNLL-2003 scheme): 16 of 54 tags rewritten"]
@@ -632,7 +631,7 @@ def test_mixed_tags_in_a_table_name_row_and_token(tmp_path):
 
 
 def test_repeated_column_names_in_a_csv_header_are_refused():
-    path = FIXTURES / "dup_columns.csv"
+    path = DATA_FIXTURES / "dup_columns.csv"
     for read in (lambda: load_bundle(cfg(path), "single_label"), lambda: read_table(path)):
         with pytest.raises(DataError) as info:
             read()
@@ -881,5 +880,5 @@ def test_core_data_does_not_import_streamlit_or_sample_packages():
         "print(sorted(m for m in ('streamlit', 'scattertext', 'snownlp') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parent.parent)
+                         cwd=REPO)
     assert out.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ import pytest
 from core import runs
 from core.compare import DEFAULT_LEARNING_RATES, compare, learning_rate_for, resolve_seeds, summarize
 from core.config import ConfigError, RunConfig, TrainConfig
-from tests.tiny import tiny_config
+from tests.support.tiny import tiny_config
 
 
 @pytest.mark.slow

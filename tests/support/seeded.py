@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core import runs
 from core.events import EventWriter
-from tests.tiny import tiny_config
+from tests.support.tiny import tiny_config
 
 
 @functools.lru_cache(maxsize=1)

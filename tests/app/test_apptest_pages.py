@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.seeded import seeded_root
+from tests.support.paths import APP as APP_PATH
+from tests.support.seeded import seeded_root
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+APP = str(APP_PATH)
 
 pytestmark = pytest.mark.slow
 

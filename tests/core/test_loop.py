@@ -5,37 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
 from core.config import RunConfig, StrategyConfig, TrainConfig
 from core.loop import make_loss, predict, train
 from core.strategies import build_strategy
-from core.tokenize import EncodedSplit, PaddingCollator
-
-
-def synthetic(n: int, seed: int) -> EncodedSplit:
-    """Label 1 when token 7 occurs in the row: learnable in a few steps by a tiny model."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(n):
-        length = int(rng.integers(4, 20))
-        ids = rng.integers(10, 60, size=length).tolist()
-        label = int(rng.random() < 0.5)
-        if label:
-            ids[int(rng.integers(0, length))] = 7
-        rows.append({"input_ids": [1, *ids, 2], "attention_mask": [1] * (length + 2), "labels": label})
-    return EncodedSplit(rows)
-
-
-def tiny_model(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
-    return BertForSequenceClassification(config)
-
-
-def accuracy(preds) -> dict[str, float]:
-    return {"accuracy": float((preds.scores.argmax(1) == preds.gold).mean())}
+from core.tokenize import PaddingCollator
+from tests.support.synthetic import accuracy, synthetic, tiny_model
 
 
 def run(tmp_path, *, steps_to_cancel=None, resume=False, model=None, **train_opts):

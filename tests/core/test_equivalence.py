@@ -18,7 +18,7 @@ from core.loop import make_loss, train
 from core.models import load_model, load_tokenizer
 from core.strategies import build_strategy
 from core.tokenize import PaddingCollator, encode_split
-from tests.tiny import tiny_config
+from tests.support.tiny import tiny_config
 
 # warmup 0.1 x 12 steps = 1.2: Trainer takes 2 warmup steps (ceil), round() would take 1. A weight decay
 # this large makes decaying the wrong parameters visible: with LayerNorm and biases decayed too, full

@@ -22,7 +22,7 @@ from core.config import RunConfig, StrategyConfig, TrainConfig
 from core.frozen_cache import FrozenPrefixCache, frozen_prefix_modules, supports
 from core.strategies import build_strategy
 from core.tokenize import PaddingCollator
-from tests.test_loop import synthetic
+from tests.support.synthetic import synthetic
 
 SIZE = {"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
         "max_position_embeddings": 64, "num_labels": 2}

@@ -10,7 +10,7 @@ from core.frozen_cache import FrozenPrefixCache, frozen_prefix_modules, supports
 from core.loop import make_loss, make_optimizer, train
 from core.strategies import build_strategy
 from core.tokenize import PaddingCollator, encode_split, token_cache_key
-from tests.test_loop import accuracy, synthetic, tiny_model
+from tests.support.synthetic import accuracy, synthetic, tiny_model
 
 
 def run_freeze(tmp_path, **train_opts):

@@ -6,6 +6,7 @@ random BERT where only the mechanism matters (resume); the slow tests train on r
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -14,8 +15,6 @@ import torch
 from transformers import (
     AlbertConfig,
     AlbertForSequenceClassification,
-    BertConfig,
-    BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     GPT2Config,
@@ -26,7 +25,9 @@ from core.config import ConfigError, ModelConfig, RunConfig, StrategyConfig, Tra
 from core.loop import make_loss, train
 from core.models import load_model
 from core.strategies import STRATEGIES, StrategyError, build_strategy, plain_loadable, save_for_inference
-from core.tokenize import EncodedSplit, PaddingCollator
+from core.tokenize import PaddingCollator
+from tests.support.synthetic import accuracy, tiny_model
+from tests.support.synthetic import synthetic as support_synthetic
 
 KINDS = list(STRATEGIES)
 
@@ -48,18 +49,9 @@ INTENDED = {
 }
 
 
-def synthetic(n: int, seed: int) -> EncodedSplit:
-    """Label 1 when token 2000 occurs in the row: learnable by any strategy in a few steps."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(n):
-        length = int(rng.integers(4, 16))
-        ids = rng.integers(1000, 3000, size=length).tolist()
-        label = int(rng.random() < 0.5)
-        if label:
-            ids[int(rng.integers(0, length))] = 2000
-        rows.append({"input_ids": [101, *ids, 102], "attention_mask": [1] * (length + 2), "labels": label})
-    return EncodedSplit(rows)
+def synthetic(n: int, seed: int):
+    """Label 1 when token 2000 occurs: MiniLM's own [CLS]/[SEP] ids and a vocabulary range it knows."""
+    return support_synthetic(n, seed, marker=2000, ids=(1000, 3000), lengths=(4, 16), cls=101, sep=102)
 
 
 def minilm(layers: int = 2, task: str = "single_label"):
@@ -67,21 +59,14 @@ def minilm(layers: int = 2, task: str = "single_label"):
     return load_model(ModelConfig(num_layers=layers), task, ["neg", "pos"])
 
 
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=3200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=160, num_labels=2))
+def tiny_bert(seed: int = 0):
+    return tiny_model(seed, vocab_size=3200, max_positions=160)
 
 
 def config_for(kind: str, **strategy) -> RunConfig:
     opts = {"freeze_layers": 1, "lora_r": 4, "adalora_target_r": 2, "prefix_tokens": 4, "reduction_factor": 16} | strategy
     return RunConfig(strategy=StrategyConfig(kind=kind, **opts), model=ModelConfig(max_length=64),
                      train=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, log_every=1, warmup_ratio=0.0))
-
-
-def accuracy(preds) -> dict[str, float]:
-    return {"accuracy": float((preds.scores.argmax(1) == preds.gold).mean())}
 
 
 def fit(plan, config: RunConfig, tmp_path, rows: int = 32, stop_after: int | None = None, resume: bool = False):
@@ -333,19 +318,18 @@ def test_resume_lands_on_the_same_step_and_weights(kind, tmp_path):
         assert torch.allclose(a, b, atol=1e-5), name
 
 
-# --- real data: every strategy learns rotten_tomatoes ------------------------------------------------
-# (layers, epochs, learning rate) per kind. On 400 rows every kind first sits at the class prior for
-# a few dozen steps: the truncated MiniLM's pooled [CLS] output barely varies between sentences (std
-# ~2e-4 over 2 layers), so it must first learn to route the sentence into [CLS]. A linear probe, a
-# prefix or bias terms alone can't do that in a few hundred steps on 2 layers; they run on all 6. So
-# does AdaLoRA: with peft's orthogonality penalty (weight 0.5) its 2-layer runs stay at the prior.
-# freeze (1 of 2 layers) sat on the edge: mixed-length batches (core.tokenize) tipped it below; 6 layers learn.
-# gradual_unfreeze on 2 layers sat there too (seed 42 fell to 0.42 with new dropout draws, seeds 43-49
-# reached 0.61-0.66); on 6 layers seeds 42-45 reach 0.70-0.74.
+# --- real data: every strategy learns BBC News -----------------------------------------------------
+# (epochs, learning rate) per kind, on the whole 6-layer MiniLM, 96 training rows, max_length 48.
+# Topic classification is learnt in a few dozen steps where sentiment on a truncated model needs hundreds:
+# on rotten_tomatoes every kind first sat at the class prior while the pooled [CLS] learnt to vary
+# between sentences, so those tests cost 3 minutes for a margin of a few points. Here every kind
+# reaches 0.76-0.93 against a 0.23 majority class (measured on an avx512_bf16 machine), so the bound
+# below leaves room for fp32-only machines and still fails for a strategy that trains the wrong weights.
+# gradual_unfreeze runs 3 epochs: its first epoch trains the head only.
 REAL = {
-    "full": (2, 3, 2e-4), "freeze": (6, 3, 1e-4), "head_only": (6, 3, 1e-2), "bitfit": (6, 3, 5e-3),
-    "llrd": (2, 3, 3e-4), "discriminative": (2, 3, None), "gradual_unfreeze": (6, 3, 3e-4), "lora": (2, 3, 5e-3),
-    "adalora": (6, 3, 1e-2), "ia3": (2, 4, 3e-2), "prefix": (6, 3, 3e-2), "adapter": (6, 3, 1e-3),
+    "full": (2, 1e-4), "freeze": (2, 3e-4), "head_only": (2, 1e-2), "bitfit": (2, 5e-3), "llrd": (2, 2e-4),
+    "discriminative": (2, None), "gradual_unfreeze": (3, 5e-4), "lora": (2, 5e-3), "adalora": (2, 1e-2),
+    "ia3": (2, 3e-2), "prefix": (2, 3e-2), "adapter": (2, 3e-3),
 }
 
 
@@ -353,12 +337,13 @@ REAL = {
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_strategy_learns_real_data(kind, runs_root):
     from core.recipe import run_training
-    from tests.tiny import tiny_config
+    from tests.support.tiny import tiny_config
 
-    layers, epochs, lr = REAL[kind]
-    base = tiny_config(runs_root, name=kind, train_rows=400, eval_rows=200, epochs=epochs, learning_rate=lr or 5e-5,
+    epochs, lr = REAL[kind]
+    base = tiny_config(runs_root, name=kind, train_rows=96, eval_rows=100, epochs=epochs, learning_rate=lr or 5e-5,
                        batch_size=8, log_every=25, warmup_ratio=0.1)
-    base = base.replace(model=ModelConfig(num_layers=layers, max_length=64))
+    base = base.replace(model=ModelConfig(num_layers=6, max_length=48),
+                        data=dataclasses.replace(base.data, source="sample:bbc_news"))
     # Balanced class weights and label smoothing ride along: they apply to the loss, outside every strategy.
     strategy = StrategyConfig(kind=kind, freeze_layers=1, class_weights="balanced", label_smoothing=0.1,
                               embeddings_lr=5e-5, encoder_lr=3e-4, head_lr=1e-3)
@@ -366,4 +351,5 @@ def test_each_strategy_learns_real_data(kind, runs_root):
     test = outcome.report["test"]
     per_class = np.asarray(test["confusion_matrix"]["counts"]).sum(1)  # rows: gold labels
     majority = per_class.max() / per_class.sum()
-    assert test["metrics"]["accuracy"] > majority, (kind, test["metrics"]["accuracy"], majority)
+    assert len(per_class) == 5 and majority < 0.35
+    assert test["metrics"]["accuracy"] > majority + 0.3, (kind, test["metrics"]["accuracy"], majority)

@@ -14,10 +14,11 @@ import pytest
 
 from core import jobs, runs
 from core.events import read_events
-from tests.tiny import tiny_config
+from tests.support.paths import REPO
+from tests.support.tiny import tiny_config
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
+
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):

@@ -5,14 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
 from core import strategy_registry as registry
 from core.config import STRATEGY_KINDS, ConfigError, StrategyConfig, TrainConfig, field_specs
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 # Which options each kind showed before the registry held them (StrategyConfig field metadata then).
 OPTIONS_BEFORE = {
@@ -65,4 +63,4 @@ def test_importing_the_registry_and_config_loads_no_torch():
     code = ("import sys, core.strategy_registry, core.config, core.model_format\n"
             "heavy = sorted({'torch', 'transformers', 'peft'} & set(sys.modules))\n"
             "assert not heavy, heavy\n")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

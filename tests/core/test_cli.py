@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 def cli(*args: str, root: Path) -> subprocess.CompletedProcess:
     """The real entry point in a subprocess (slow: a fresh interpreter imports torch)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNEBOARD_HOME": str(root)}
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def run_cli(capsys, monkeypatch, tmp_path):
     from core.__main__ import main
 
     monkeypatch.setenv("TUNEBOARD_HOME", str(tmp_path))
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
 
     def call(*args: str) -> subprocess.CompletedProcess:
         code = main(list(args))

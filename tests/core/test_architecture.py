@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -20,7 +20,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_core_never_imports_streamlit_statically():
-    offenders = [p.name for p in (ROOT / "core").rglob("*.py") if "streamlit" in imported_modules(p)]
+    offenders = [p.name for p in (REPO / "core").rglob("*.py") if "streamlit" in imported_modules(p)]
     assert offenders == []
 
 
@@ -32,11 +32,11 @@ def test_core_cli_runs_without_streamlit_loaded():
         "    importlib.import_module('core.' + m.name)\n"
         "assert 'streamlit' not in sys.modules, 'core imported streamlit'\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
 
 
 def test_core_never_imports_scattertext_or_snownlp():
-    for p in (ROOT / "core").rglob("*.py"):
+    for p in (REPO / "core").rglob("*.py"):
         assert not {"scattertext", "snownlp"} & imported_modules(p), p.name
 
 
@@ -160,5 +160,43 @@ def test_import_graph_reader_sees_packages_relative_and_lazy_imports(tmp_path):
 
 
 def test_core_has_no_import_circles():
-    cycle = find_cycle(import_graph(ROOT / "core"))
+    cycle = find_cycle(import_graph(REPO / "core"))
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+# --- pages lay out widgets and call core -----------------------------------------------------------------
+# What a page must not do itself: import the ML stack, or reach for the primitives that load a model,
+# tokenize, build a strategy or train (core.evaluate, core.preflight, core.jobs and core.tokenize's
+# summaries are the calls a page makes instead). Both drifted copies that issue #10 removed (a second
+# training loop for pre-flight, the Evaluation page's own inference) would fail this.
+ML_STACK = {"torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors"}
+CORE_PRIMITIVES = {"train", "run_training", "build_strategy", "load_model", "encode_split", "Predictor", "predict",
+                   "make_loss", "PaddingCollator"}
+
+
+def page_files() -> list[Path]:
+    return [REPO / "streamlit_app.py", *sorted((REPO / "app_pages").glob("*.py"))]
+
+
+def page_violations(path: Path) -> list[str]:
+    """What ``path`` does that a page must leave to core."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in _import_nodes(tree):
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        found += [f"imports {m}" for m in modules if m.split(".")[0] in ML_STACK]
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core"):
+            found += [f"imports {node.module}.{a.name}" for a in node.names if a.name in CORE_PRIMITIVES]
+    found += [f"calls .{n.func.attr}()" for n in ast.walk(tree)
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in {"from_pretrained", "backward"}]
+    return found
+
+
+def test_pages_load_no_model_and_train_nothing_themselves():
+    assert {p.name: v for p in page_files() if (v := page_violations(p))} == {}
+
+
+def test_the_page_rule_sees_a_page_that_trains(tmp_path):
+    page = tmp_path / "bad.py"
+    page.write_text("import torch\n\ndef go(m):\n    from core.loop import train\n    m.from_pretrained('x')\n", encoding="utf-8")
+    assert sorted(page_violations(page)) == ["calls .from_pretrained()", "imports core.loop.train", "imports torch"]

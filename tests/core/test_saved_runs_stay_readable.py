@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support.paths import FIXTURES, REPO
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "legacy_run"
+FIXTURE = FIXTURES / "legacy_run"
 RUN_IDS = sorted(p.name for p in FIXTURE.iterdir() if p.is_dir())
 
 
@@ -123,7 +124,7 @@ def test_predict_a_file_with_the_old_run(legacy_run, tmp_path):
 
 def test_cli_eval_of_the_old_run_exits_0(legacy_run):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNEBOARD_HOME": str(legacy_run.parent)}
-    proc = subprocess.run([sys.executable, "-m", "core", "eval", str(legacy_run)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "core", "eval", str(legacy_run)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
