@@ -206,7 +206,7 @@ if st.button("Compare every strategy: trainable parameters and time per epoch", 
                      column_config={"trainable parameters": number(format="localized"),
                                     "trainable share %": number(format="%.3f"), "learning rate": number(format="%.0e"),
                                     "note": st.column_config.TextColumn(width="large")})
-        st.caption("Each strategy on this model and these data and settings, at its usual learning rate (yours for "
+        st.caption(f"Each strategy on this model and these data and settings, at the learning rate a comparison gives it (yours for "
                    f"{kind}); the time is measured on a few steps of the training loop itself.")
 
 # --- launch --------------------------------------------------------------------------------------------

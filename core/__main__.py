@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. strategy.kind=lora")
     p.add_argument("--json", action="store_true", help="print one JSON object (what the dashboard reads)")
     p.add_argument("--every-strategy", action="store_true",
-                   help="one row per strategy on the same data and model (each at its usual learning rate)")
+                   help="one row per strategy on the same data and model, at the learning rates `compare` would use")
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("worker", help="run queued jobs (the dashboard starts one per runs root by itself)")

@@ -55,20 +55,19 @@ def preflight_strategies(config: RunConfig, kinds: list[str] | None = None,
     Data, tokenizer and base model are loaded once; each strategy gets a copy of the model. Each row
     is :func:`preflight`'s dict, or ``{"kind", "error"}`` where that strategy refuses these settings
     (e.g. ``freeze_layers`` above the model's depth), so one refusal doesn't hide the other rows.
-    The learning rate is the config's for its own strategy and the registry's usual rate for the
-    others, as the Strategy form would propose on a switch.
+    Each strategy gets the learning rate ``core.compare`` would give it, with the config's own
+    strategy pinned to the config's rate: the table shows what a comparison of these strategies runs.
     """
+    from core.compare import learning_rate_for, run_config
     from core.config import STRATEGY_KINDS
     from core.strategies import StrategyError
-    from core.strategy_registry import spec
 
     bench = _Bench(config, batches)
+    own = {config.strategy.kind: config.train.learning_rate}
     rows = []
     for kind in kinds or list(STRATEGY_KINDS):
-        variant = config
-        if kind != config.strategy.kind:
-            variant = config.replace(strategy=dataclasses.replace(config.strategy, kind=kind),
-                                     train=dataclasses.replace(config.train, learning_rate=spec(kind).form_learning_rate))
+        lr, _ = learning_rate_for(kind, config, own, same=False)
+        variant = run_config(config, kind, config.train.seed, lr)
         try:
             rows.append(bench.measure(variant, copy.deepcopy(bench.model)))
         except StrategyError as exc:

@@ -14,10 +14,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-from tests.support.paths import REPO as ROOT  # noqa: E402
-
-ARTIFACTS = ROOT / "test-artifacts"
-
 
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch) -> Path:

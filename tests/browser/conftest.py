@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO  # noqa: E402
+from tests.support.paths import ARTIFACTS, REPO
 
-ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 

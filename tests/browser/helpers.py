@@ -78,6 +78,8 @@ def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> l
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    from ui import charts
+
     k = len(labels)
     grid = page.locator(".js-plotly-plot .nsewdrag").first
     grid.wait_for()
@@ -85,7 +87,8 @@ def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> l
     counts = [int(c) for c in page.locator(".js-plotly-plot .scatterlayer .textpoint text").all_text_contents()]
     assert len(counts) == k * k, counts
     box = grid.bounding_box()
-    assert box["width"] >= 36 * k and box["height"] >= 36 * k, f"the grid is too small to click: {box}"
+    side = charts.confusion_geometry(labels)["cell"] * k  # drawn at its own size, not squeezed by the container
+    assert abs(box["width"] - side) <= 2 and abs(box["height"] - side) <= 2, f"the grid is {box}, not {side} px square"
     for i, gold in enumerate(labels):
         for j, pred in enumerate(labels):
             settle(page)  # the chart redraws with the chosen cell outlined: wait for the new one

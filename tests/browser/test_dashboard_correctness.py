@@ -180,3 +180,19 @@ def test_switching_strategy_proposes_its_learning_rate_and_adalora_preflight_wor
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
     assert page.get_by_role("button", name="Start training").is_enabled()
     shots(page, "26_adalora_preflight")
+
+    # Every strategy at once, in one pre-flight process: a line each; freeze (4 layers by default, of 2)
+    # keeps its line, with the reason, and the others still have their numbers.
+    page.get_by_role("button", name=re.compile("^Compare every strategy")).click()
+    page.get_by_text("at the learning rate a comparison gives it (yours for adalora)").wait_for(timeout=180_000)
+    table = page.locator('[data-testid="stDataFrame"]').last
+    table.locator("td", has_text=re.compile(r"^full$")).wait_for(state="attached")  # glide-data-grid's accessible copy of its canvas
+    cells = table.locator("td").all_text_contents()  # the rows in view (the grid draws only those)
+    assert {"full", "head_only", "bitfit", "lora"} <= set(cells), cells[:30]
+    freeze = table.locator("tr", has=page.locator("td", has_text=re.compile(r"^freeze$")))
+    assert "only 2 encoder layers" in freeze.text_content()
+    full = table.locator("tr", has=page.locator("td", has_text=re.compile(r"^full$"))).locator("td").all_text_contents()
+    assert full[2:4] == ["100", "0.0002"], full  # every weight trains, at the user's rate (raw values: the grid's a11y copy)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    table.scroll_into_view_if_needed()
+    shots(page, "27_every_strategy_preflight")

@@ -35,8 +35,9 @@ def test_preflight_works_for_every_strategy(tmp_path):
         assert row["train_rows"] == 96 and (row["steps_per_epoch"], row["total_steps"]) == plan_steps(96, config.train)
         assert row["epoch_seconds"] > 0 and row["seconds_per_step"] > 0
         assert row["epoch_seconds"] == pytest.approx(row["seconds_per_step"] / 8 * 96, rel=1e-6)
-        # the config's own rate for its strategy, the usual rate for the others (as the form proposes)
-        assert row["learning_rate"] == (2e-4 if kind == "full" else spec(kind).form_learning_rate)
+        # the config's rate for its own strategy and for those a comparison runs at the base rate; the others' defaults
+        default = spec(kind).default_learning_rate
+        assert row["learning_rate"] == (2e-4 if kind == "full" or default is None else default)
     by_kind = {row["kind"]: row for row in rows}
     assert by_kind["full"]["trainable_params"] == by_kind["full"]["total_params"]
     assert by_kind["lora"]["trainable_percent"] < 5

@@ -6,3 +6,4 @@ REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "streamlit_app.py"
 FIXTURES = REPO / "tests" / "fixtures"
 DATA_FIXTURES = FIXTURES / "data"
+ARTIFACTS = REPO / "test-artifacts"  # screenshots, kept for a person to look at
