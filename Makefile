@@ -33,7 +33,7 @@ browser-deps:
 
 test: install browser-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --timeout=600
+	$(BIN)/python -m pytest -q --timeout=600 -n 2 --durations=30
 
 lint: install
 	$(BIN)/ruff check .

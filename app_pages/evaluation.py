@@ -110,10 +110,12 @@ with tabs[0]:
     if cell is not None:
         gold, pred = cm["labels"][cell[0]], cm["labels"][cell[1]]
         st.markdown(f"#### True **{gold}**, predicted **{pred}**")
-        if predictions is None:
+        rows = None if predictions is None else cell_examples(predictions, gold, pred)
+        if rows is None:
             st.warning(f"predictions.parquet of run {run_id} is missing or unreadable, so the examples can't be listed.")
+        elif rows.empty:
+            st.caption(f"No {split} example whose gold label is {gold} was predicted {pred}: nothing to list or download.")
         else:
-            rows = cell_examples(predictions, gold, pred)
             st.caption(f"{len(rows):,} examples, the most confident first" + (" — these are correct." if gold == pred else "."))
             st.dataframe(rows, hide_index=True, width="stretch", key="cell_rows",
                          column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f",

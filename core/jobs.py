@@ -254,7 +254,10 @@ def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, 
     """Close a job row and make sure its run's status tells how it ended."""
     status = status if status is not None else runs.read_status(job.run_dir)
     run_dir = Path(job.run_dir)
-    if run_dir.exists() and status.get("state") in ("queued", "running"):
+    # A run resumed the moment it showed "cancelled" is queued again before this job's trainer has
+    # exited: that status is the next job's, not a trainer that died before starting.
+    requeued_since = status.get("queued_again", 0) > (job.claimed or job.submitted)
+    if run_dir.exists() and status.get("state") in ("queued", "running") and not requeued_since:
         if returncode is not None and returncode < 0:
             why = f"was killed by {signal.Signals(-returncode).name}"
         elif returncode is not None:

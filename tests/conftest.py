@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -12,7 +13,13 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist each worker gets its share of the cores, and so does every process it starts
+# (trainers, pre-flights, Streamlit servers inherit OMP_NUM_THREADS): two workers' trainers with two
+# spinning OpenMP threads each on a 2-core machine ran ten times slower.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // _workers))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture
@@ -28,3 +35,32 @@ def tokenizer():
     from core.models import load_tokenizer
 
     return load_tokenizer(ModelConfig())
+
+
+# Under pytest-xdist (`make test` runs two workers): a file's tests share its module fixtures, so a file
+# goes to one worker as a unit; the browser tests go as two units, each a walk and its share of the
+# rest, each unit with its own Streamlit server; the strategy and job tests, independent and long,
+# spread one by one. Units are handed out in collection order (the long browser units first), not
+# xdist's default of the most tests first. (pytest 9 computes node ids itself, so xdist's own
+# `--dist loadgroup` can no longer regroup tests: this scheduler does.)
+_SPREAD = {"test_strategies.py", "test_jobs.py"}
+
+
+def _unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/browser/"):
+        second = "[1600]" in nodeid or path.endswith("test_newcomer.py") or "test_a_conll_file" in nodeid
+        return "tests/browser (b)" if second else "tests/browser (a)"
+    return nodeid if path.rsplit("/", 1)[-1] in _SPREAD else path
+
+
+if importlib.util.find_spec("xdist"):
+    def pytest_xdist_make_scheduler(config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ByUnit(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return _unit(nodeid)
+
+        config.option.loadscopereorder = False
+        return ByUnit(config, log)

@@ -39,7 +39,7 @@ def app_server(tmp_path_factory):
     three_class_run(root, seeded["completed"])
     port = free_port()
     env = {**os.environ, "TUNEBOARD_HOME": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "TUNEBOARD_WORKER_IDLE_S": "30", "OMP_NUM_THREADS": "2",
+           "TUNEBOARD_WORKER_IDLE_S": "30",  # OMP_NUM_THREADS: the test process's share (tests/conftest.py)
            # The faster cadence of larger machines: the test's waits (progress moves, refresh mid-run)
            # were sized for it, and what it checks does not depend on the pace.
            "TUNEBOARD_STATUS_EVERY_S": "5", "TUNEBOARD_CHARTS_EVERY_S": "10"}

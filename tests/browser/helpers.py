@@ -108,9 +108,14 @@ def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> l
                     settle(page)
             n = counts[k * i + j]
             assert n == int(((truth["gold"] == gold) & (truth["predicted"] == pred)).sum()), (gold, pred, n)
-            page.get_by_text(re.compile(rf"^{n:,} examples, the most confident first")).wait_for()
-            rows = download_csv(page, f"Download these {n:,} examples (CSV)")
-            assert len(rows) == n and all(r["gold"] == gold and r["predicted"] == pred for r in rows), (gold, pred)
+            if n == 0:  # said in words, with no empty table or empty download
+                page.get_by_text(re.compile(rf"^No \w+ example whose gold label is {gold} was predicted {pred}")).wait_for()
+                settle(page)  # the previous cell's elements go when this rerun ends
+                assert page.get_by_role("button", name=re.compile("^Download these")).count() == 0
+            else:
+                page.get_by_text(re.compile(rf"^{n:,} examples, the most confident first")).wait_for()
+                rows = download_csv(page, f"Download these {n:,} examples (CSV)")
+                assert len(rows) == n and all(r["gold"] == gold and r["predicted"] == pred for r in rows), (gold, pred)
             if on_cell:
                 on_cell(i, j)
     return counts
