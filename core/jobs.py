@@ -172,7 +172,7 @@ def resume(run_id: str, root: str | Path) -> None:
     with _db(root) as con:
         con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted) VALUES (?, ?, 'resume', 'queued', ?)",
                     (run_id, str(run_dir), time.time()))
-    runs.write_status(run_dir, state="queued", error=None, queued_again=time.time())
+    runs.write_status(run_dir, state="queued", error=None)
     runs.index_run(root, run_dir)
 
 
@@ -254,10 +254,7 @@ def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, 
     """Close a job row and make sure its run's status tells how it ended."""
     status = status if status is not None else runs.read_status(job.run_dir)
     run_dir = Path(job.run_dir)
-    # A run resumed the moment it showed "cancelled" is queued again before this job's trainer has
-    # exited: that status is the next job's, not a trainer that died before starting.
-    requeued_since = status.get("queued_again", 0) > (job.claimed or job.submitted)
-    if run_dir.exists() and status.get("state") in ("queued", "running") and not requeued_since:
+    if run_dir.exists() and status.get("state") in ("queued", "running") and not _queued_again(root, job):
         if returncode is not None and returncode < 0:
             why = f"was killed by {signal.Signals(-returncode).name}"
         elif returncode is not None:
@@ -274,6 +271,14 @@ def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, 
                              + (f" Last log lines: {log_tail}" if log_tail else ""))
     with _db(root) as con:
         con.execute("UPDATE jobs SET state='done', finished=?, returncode=? WHERE id=?", (time.time(), returncode, job.id))
+
+
+def _queued_again(root: Path, job: Job) -> bool:
+    """A run resumed the moment it showed "cancelled" has a newer job before this job's trainer has
+    exited: the "queued" status is that job's, not a trainer that died before starting."""
+    with _db(root) as con:
+        return con.execute("SELECT 1 FROM jobs WHERE run_id = ? AND id > ? AND state IN ('queued', 'running')",
+                           (job.run_id, job.id)).fetchone() is not None
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -437,17 +442,18 @@ def run_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFA
 
 
 def worker_alive(root: str | Path) -> bool:
-    """True while some process holds the worker lock of ``root``."""
+    """True while some process holds the worker lock of ``root``, or a worker this process started is
+    still starting up (it takes the lock a moment after it is spawned)."""
     path = Path(root, LOCK)
-    if not path.exists():
-        return False
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    if path.exists():
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    spawned = _spawned.get(str(Path(root).resolve()))
+    return spawned is not None and spawned.poll() is None
 
 
 def worker_info(root: str | Path) -> dict[str, Any] | None:
@@ -468,7 +474,7 @@ def ensure_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float | N
     """
     root = Path(root).resolve()
     _reap_spawned()
-    if worker_alive(root) or str(root) in _spawned:
+    if worker_alive(root):
         return False
     root.mkdir(parents=True, exist_ok=True)
     idle = DEFAULT_IDLE_EXIT_S if idle_exit_s is None else idle_exit_s

@@ -22,11 +22,33 @@ def settle(page, ms: int = 400) -> None:
     page.wait_for_function(f"() => !document.querySelector('{running}')", timeout=60_000)
 
 
+def upload_on_data_page(page, url: str, path, wait_ms: int = 1000) -> None:
+    """Open the Data page, open its "Upload a file" box and upload ``path``; ``wait_ms=0`` returns at once
+    (for an upload the page refuses, whose message the caller waits for)."""
+    page.goto(url)
+    page.get_by_role("heading", name="Data").wait_for()
+    page.get_by_text("Upload a file").click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    if wait_ms:
+        settle(page, wait_ms)
+
+
 def set_number(page, label: str, value: str) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(value)
     box.press("Enter")
     settle(page)
+
+
+def wait_for_number(page, label: str, expected: float, timeout_ms: int = 15_000) -> None:
+    """Wait until the number input ``label`` holds ``expected``, however Streamlit formats it (5.00e-5 or
+    0.00005): a page still drawing its first run can show the input's minimum for a moment."""
+    page.wait_for_function(
+        """([label, want]) => {
+          const box = [...document.querySelectorAll('input')].find(b => b.getAttribute('aria-label') === label);
+          return box && Math.abs(parseFloat(box.value) - want) <= 1e-6 * Math.abs(want);
+        }""", arg=[label, expected], timeout=timeout_ms)
 
 
 def progress_step(page) -> int:
@@ -55,17 +77,6 @@ def download_csv(page, button_text: str) -> list[dict[str, str]]:
         page.get_by_role("button", name=button_text).click()
     data = Path(info.value.path()).read_text(encoding="utf-8-sig")
     return list(csv.DictReader(io.StringIO(data)))
-
-
-def input_value_soon(page, label: str, expected: str, timeout_ms: int = 15_000) -> str:
-    """The input's value once it equals ``expected`` (or whatever it holds after ``timeout_ms``): a page
-    still drawing its first run can show a number input's minimum for a moment."""
-    box = page.get_by_label(label, exact=True)
-    deadline = timeout_ms
-    while deadline > 0 and box.input_value() != expected:
-        page.wait_for_timeout(250)
-        deadline -= 250
-    return box.input_value()
 
 
 def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> list[int]:

@@ -16,10 +16,11 @@ from tests.browser.helpers import (
     choose,
     choose_starting,
     download_csv,
-    input_value_soon,
     open_every_confusion_cell,
     set_number,
     settle,
+    upload_on_data_page,
+    wait_for_number,
 )
 from tests.support.paths import DATA_FIXTURES
 
@@ -46,12 +47,7 @@ def test_a_refresh_keeps_the_draft_and_tabs_keep_their_own(app_server, page, bro
     pd.DataFrame({"speaker": [f"s{i % 7}" for i in range(90)],
                   "statement": [f"statement number {i} about the budget and {'taxes' if i % 3 else 'schools'}" for i in range(90)],
                   "party": [["left", "right", "centre"][i % 3] for i in range(90)]}).to_csv(data, index=False)
-    page.goto(url)
-    page.get_by_role("heading", name="Data").wait_for()
-    page.get_by_text("Upload a file").click()
-    settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(data))
-    settle(page, 1000)
+    upload_on_data_page(page, url, data)
     choose(page, "Label", "party")
     page.get_by_text("Splits and subset").click()
     set_number(page, "max training rows", "60")
@@ -88,7 +84,7 @@ def test_a_refresh_keeps_the_draft_and_tabs_keep_their_own(app_server, page, bro
         same.get_by_role("heading", name="Strategy").first.wait_for()
         settle(same, 1000)
         shots(same, "22b_second_tab_same_link")
-        assert input_value_soon(same, "epochs", "5") == "5"
+        wait_for_number(same, "epochs", 5)
         fresh = other.new_page()
         fresh.goto(f"{url}/strategy")
         fresh.get_by_role("heading", name="Strategy").first.wait_for()
@@ -123,12 +119,7 @@ def test_a_delete_confirmation_deletes_one_run_and_closes(app_server, seeded_ids
 
 def test_a_conll_file_uploaded_for_ner_previews_its_entities_and_trains(app_server, page, shots):
     url, root = app_server
-    page.goto(url)
-    page.get_by_role("heading", name="Data").wait_for()
-    page.get_by_text("Upload a file").click()
-    settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(DATA_FIXTURES / "wnut16_excerpt.conll"))
-    settle(page, 1000)
+    upload_on_data_page(page, url, DATA_FIXTURES / "wnut16_excerpt.conll")
     choose_starting(page, "Task", "token")
     page.get_by_text("A CoNLL file").wait_for()
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
@@ -184,9 +175,9 @@ def test_switching_strategy_proposes_its_learning_rate_and_adalora_preflight_wor
     page.get_by_role("heading", name="Strategy").first.wait_for()
     settle(page, 800)
     lr = page.get_by_label("learning rate", exact=True)
-    assert float(input_value_soon(page, "learning rate", "0.00005")) == pytest.approx(5e-5)
+    wait_for_number(page, "learning rate", 5e-5)
     choose_starting(page, "Fine-tuning strategy", "lora")
-    assert float(input_value_soon(page, "learning rate", "0.001")) == pytest.approx(1e-3)  # a busy server redraws late
+    wait_for_number(page, "learning rate", 1e-3)  # a busy server redraws late
     page.get_by_text("Learning rate set to 0.001, the usual rate for lora").wait_for()
     set_number(page, "learning rate", "0.0002")  # the user's own rate is kept on the next switch
     choose_starting(page, "Fine-tuning strategy", "adalora")

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.browser.helpers import settle
+from tests.browser.helpers import settle, upload_on_data_page
 from tests.support.paths import DATA_FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -18,11 +18,7 @@ def test_a_bad_upload_shows_the_message(app_server, page, shots, tmp_path):
     url, root = app_server
     bad = tmp_path / "reviews.json"
     bad.write_text('[{"text": "great film", "label": "pos"},\n {"text": "dull", "label": ', encoding="utf-8")
-    page.goto(url)
-    page.get_by_role("heading", name="Data").wait_for()
-    page.get_by_text("Upload a file").click()
-    settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    upload_on_data_page(page, url, bad, wait_ms=0)
     alert = page.locator('[data-testid="stAlertContentError"]').first
     alert.wait_for()
     text = alert.inner_text()

@@ -24,6 +24,7 @@ from tests.browser.helpers import (
     progress_step,
     set_number,
     settle,
+    upload_on_data_page,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,13 +43,6 @@ def critics_csv(path, seed: int) -> pd.DataFrame:
     return data
 
 
-def wait_for_state(run_dir, wanted: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while runs.read_status(run_dir).get("state") != wanted:
-        assert time.monotonic() < deadline, f"{run_dir.name} is {runs.read_status(run_dir).get('state')}, not {wanted}"
-        time.sleep(0.3)
-
-
 @pytest.mark.parametrize("viewport", WIDTHS, indirect=True, ids=["1280", "1600"])
 def test_the_whole_walk(app_server, page, browser, shots, tmp_path, viewport, record_property):
     url, root = app_server
@@ -61,12 +55,7 @@ def test_the_whole_walk(app_server, page, browser, shots, tmp_path, viewport, re
 
     # --- upload and map -------------------------------------------------------------------------------
     data = critics_csv(tmp_path / "critics.csv", seed=width)
-    page.goto(url)
-    page.get_by_role("heading", name="Data").wait_for()
-    page.get_by_text("Upload a file").click()
-    settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(tmp_path / "critics.csv"))
-    settle(page, 1000)
+    upload_on_data_page(page, url, tmp_path / "critics.csv")
     choose(page, "Text", "review")
     choose(page, "Label", "verdict")
     page.get_by_text("Splits and subset").click()
@@ -135,8 +124,8 @@ def test_the_whole_walk(app_server, page, browser, shots, tmp_path, viewport, re
     snap("training_after_refresh")
 
     page.get_by_role("button", name="Cancel").click()
-    wait_for_state(run_dir, "cancelled")
-    page.get_by_role("button", name="Resume").wait_for()
+    page.get_by_role("button", name="Resume").wait_for()  # the page offers it once the run has stopped
+    assert runs.read_status(run_dir)["state"] == "cancelled"
     cancelled_at = runs.read_json(run_dir / runs.REPORT) if (run_dir / runs.REPORT).exists() else None
     assert cancelled_at is None, "a cancelled run has no report yet"
     snap("training_cancelled")
