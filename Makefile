@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run train-default test lint bench browser-deps clean
+.PHONY: install run share train-default test lint bench browser-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,7 +21,12 @@ $(STAMP): requirements.txt requirements-data.txt | $(BIN)/python
 install: $(STAMP)
 
 run: install
-	$(BIN)/streamlit run streamlit_app.py
+	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1
+
+# The team link: every interface, behind a login; refuses (saying how to fix it) while no user exists.
+share: install
+	$(BIN)/python -m core share-check
+	$(BIN)/streamlit run ui/share_app.py --server.address 0.0.0.0
 
 train-default: install
 	$(BIN)/python -m core train --config examples/rotten_tomatoes.yaml

@@ -17,12 +17,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import streamlit as st  # noqa: E402
 
-from core import runs  # noqa: E402
-from ui.app_state import current_run_id, restore_draft, runs_root, save_draft, select_run  # noqa: E402
+from core import runs, serving  # noqa: E402
+from core.access import Action, allowed  # noqa: E402
+from ui.app_state import current_run_id, current_user, logged_out, restore_draft, runs_root, save_draft, select_run  # noqa: E402
 from ui.runview import short_label  # noqa: E402
 from ui.widgets import keep_draft  # noqa: E402
 
 st.set_page_config(page_title="Tuneboard", page_icon=":material/tune:", layout="wide")
+if not serving.shared() and not serving.is_loopback(st.get_option("server.address")):
+    st.error(f"This dashboard has no login, and it listens on {st.get_option('server.address') or 'every interface'}: "
+             "anyone who can reach this machine could train, delete runs and read its files. Run `make run` to keep it "
+             "on this machine, or `make share` to share it behind a login (README: Share with your team).",
+             icon=":material/lock:")
+    st.stop()
+user = current_user()
 
 PAGES = {
     "data": st.Page("app_pages/data.py", title="Data", icon=":material/table_view:", url_path="data", default=True),
@@ -32,15 +40,19 @@ PAGES = {
     "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
 }
 
-page = st.navigation(list(PAGES.values()))
+# Preparing and launching runs is an operator's: a viewer's navigation has no Data and Strategy pages
+# (and the pages refuse a viewer themselves, through core.actions).
+PREPARE = ("data", "strategy")
+shown = {k: p for k, p in PAGES.items() if k not in PREPARE or allowed(user, Action.TRAIN)}
+page = st.navigation(list(shown.values()))
 restore_draft()  # a refresh, a second tab on the same link or a server restart: the draft comes back from the server
 keep_draft()
 
 target = st.query_params.get("page")
 if target:
     run = st.query_params.get("run")
-    if target in PAGES and PAGES[target].url_path != page.url_path:
-        st.switch_page(PAGES[target], query_params={"run": run} if run else None)
+    if target in shown and shown[target].url_path != page.url_path:
+        st.switch_page(shown[target], query_params={"run": run} if run else None)
     del st.query_params["page"]  # already there, or an unknown page name: drop it
 
 with st.sidebar:
@@ -68,6 +80,10 @@ with st.sidebar:
     else:
         st.caption("No runs yet.")
     st.caption(f"Runs folder: `{root}`")
+    if serving.shared():
+        st.caption(f"Logged in as **{user.name}** ({user.role})")
+        if st.button("Log out", icon=":material/logout:", key="logout"):
+            logged_out(user)
 
 try:
     page.run()

@@ -10,11 +10,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import actions
+from core.access import AccessDenied, Action, allowed
 from core.config import TASKS, ConfigError, DataConfig, ModelConfig
 from core.data import DataError, data_checks, detect_columns, fixed_layout, list_samples, load_bundle, read_source
-from core.uploads import replace_upload_paths, save_upload
+from core.serving import PathRefused
+from core.uploads import replace_upload_paths
 from ui import charts
-from ui.app_state import runs_root, seed
+from ui.app_state import current_user, require, runs_root, seed
 from ui.forms import TASK_HELP, for_the_form, key
 from ui.html import entity_colors, highlight
 
@@ -71,17 +74,26 @@ def mtime_of(source: str) -> float:
 
 st.title("Data")
 st.caption("Choose what to train on. Every problem is reported with where it is and how to fix it.")
+user = current_user()
+require(user, Action.TRAIN)  # choosing training data is an operator's
 
 sample_list = samples()
-kinds = ["Bundled sample", "Upload a file", "Path on this machine"]
+PATH_KIND = "Path on this machine"
+# Reading the server's disk by path is an admin's, and only under the configured data roots.
+kinds = ["Bundled sample", "Upload a file", *([PATH_KIND] if allowed(user, Action.READ_SERVER_PATH) else [])]
 pending = st.session_state.pop("pending_data_source", None)
 if pending:  # a YAML config loaded on the Strategy page: show its data source here
     if pending.startswith("sample:"):
         st.session_state["data_source_kind"] = kinds[0]
         st.session_state.pop("data_sample", None)  # the picker then follows cfg.data.source
-    else:
-        st.session_state["data_source_kind"] = kinds[2]
+    elif PATH_KIND in kinds:
+        st.session_state["data_source_kind"] = PATH_KIND
         st.session_state["data_path"] = pending
+    else:
+        st.warning(f"The loaded config reads {pending} from the server; reading server paths needs the admin role. "
+                   "Upload that file instead.", icon=":material/lock:")
+if st.session_state.get("data_source_kind") not in kinds:  # a draft made by someone with more rights
+    st.session_state["data_source_kind"] = kinds[0]
 kind = st.radio("Source", kinds, horizontal=True, key="data_source_kind")
 source: str | None = None
 suggested_task = st.session_state.get(key("run", "task"), "single_label")
@@ -105,7 +117,7 @@ elif kind == "Upload a file":
     st.caption(f"Up to {limit_mb} MB per file; a larger file is refused (give its path instead, or raise "
                "server.maxUploadSize in .streamlit/config.toml).")
     if upload is not None:
-        source = str(save_upload(runs_root(), upload.name, upload.getvalue()))
+        source = str(actions.save_upload(user, runs_root(), upload.name, upload.getvalue()))
         st.session_state["data_upload_path"] = source
     elif st.session_state.get("data_upload_path") and Path(st.session_state["data_upload_path"]).exists():
         # After a refresh the uploader is empty (a browser can't be handed a file back), but the
@@ -115,7 +127,11 @@ elif kind == "Upload a file":
 else:
     path_text = st.text_input("File or folder", key="data_path", placeholder="/data/reviews.csv or a folder of <label>/*.txt")
     if path_text.strip():
-        source = path_text.strip()
+        try:
+            source = str(actions.read_server_path(user, path_text.strip()))
+        except (AccessDenied, PathRefused) as exc:
+            st.error(str(exc), icon=":material/block:")
+            st.stop()
 
 if source is None:
     st.info("Choose a sample, upload a file or give a path to continue.")

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.access import Action, allowed, refusal
 from core.exports import to_csv_bytes
 from ui import charts
-from ui.app_state import current_run_id, runs_root, show_run_problem
+from ui.app_state import current_run_id, current_user, runs_root, show_run_problem
 from ui.html import entity_colors, highlight
 from ui.runview import fmt_duration, load_run
 from ui.selection import cell_examples, confident_errors, positive_scores, roc_pr, selected_cell
@@ -223,14 +224,20 @@ with tabs[3]:
 # --- predict a file -----------------------------------------------------------------------------------
 with tabs[4]:
     kinds = ["csv", "tsv", "json", "jsonl", "parquet", *(["conll", "txt"] if task == "token" else [])]
-    upload = st.file_uploader("A file to predict (CSV/TSV/JSON/JSONL/Parquet" + (", or CoNLL" if task == "token" else "") + ")",
-                              type=kinds, key="predict_upload")
+    user = current_user()
+    if not allowed(user, Action.UPLOAD):  # the file is saved on the server: an operator's
+        st.info(refusal(user, Action.UPLOAD), icon=":material/lock:")
+        upload = None
+    else:
+        upload = st.file_uploader("A file to predict (CSV/TSV/JSON/JSONL/Parquet" + (", or CoNLL" if task == "token" else "") + ")",
+                                  type=kinds, key="predict_upload")
     if upload is not None and (model_dir / "config.json").exists():
+        from core import actions
         from core.data import DataError, read_table
         from core.evaluate import predict_table
-        from core.uploads import replace_upload_paths, save_upload
+        from core.uploads import replace_upload_paths
 
-        saved = save_upload(root, upload.name, upload.getvalue())
+        saved = actions.save_upload(user, root, upload.name, upload.getvalue())
         text_column = pair_column = None
         if task != "token":
             try:

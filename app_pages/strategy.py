@@ -9,11 +9,12 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from core import jobs
+from core import actions
+from core.access import AccessDenied, Action
 from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, TrainConfig, field_specs, from_dict
 from core.uploads import display_name
 from ui import charts
-from ui.app_state import runs_root, select_run
+from ui.app_state import current_user, require, runs_root, select_run
 from ui.forms import (
     STRATEGY_HELP,
     cli_command,
@@ -30,6 +31,8 @@ from ui.runview import fmt_duration
 from ui.widgets import draft_values, field_widget
 
 BUNDLED = ["bundled:minilm-l6"]
+user = current_user()
+require(user, Action.TRAIN)  # pre-flight and launch: an operator's (a viewer is told so here)
 
 
 def default_run_name(source: str) -> str:
@@ -217,13 +220,13 @@ label = "Start training" if not compare else f"Queue {1 + len(compare)} runs"
 c1, c2 = st.columns([1, 3])
 if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", disabled=preflight_problem is not None,
              help="Pre-flight found a problem with these settings: fix it first." if preflight_problem else None):
-    root = runs_root()
-    first = jobs.submit(config, root)
-    for other in compare:
-        jobs.submit(with_strategy(config, other), root)
-    jobs.ensure_worker(root)
-    select_run(first)
-    st.switch_page("app_pages/training.py", query_params={"run": first})
+    try:
+        first, *_ = actions.submit(user, [config, *(with_strategy(config, other) for other in compare)], runs_root())
+    except (AccessDenied, actions.LimitReached) as exc:
+        st.error(str(exc), icon=":material/block:")
+    else:
+        select_run(first)
+        st.switch_page("app_pages/training.py", query_params={"run": first})
 c2.caption("The run trains in a separate process: you can close the tab, refresh or open a second one.")
 
 with st.expander("Show config"):

@@ -7,15 +7,17 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import jobs, runs
+from core import actions, jobs, runs
+from core.access import AccessDenied, Action, allowed
 from ui import charts
-from ui.app_state import current_run_id, runs_root, select_run, show_run_problem
+from ui.app_state import current_run_id, current_user, runs_root, select_run, show_run_problem
 from ui.runview import eval_frame, fmt_duration, live_cadence, load_run, progress, read_run_events, step_frame
 
 # Seconds between status and chart redraws while a run is active (a step event is flushed the moment it
 # happens): 10 s / 20 s on machines of up to 4 cores, 5 s / 10 s above (see ui.runview.live_cadence).
 REFRESH_S, CHART_REFRESH_S = live_cadence()
 root = runs_root()
+user = current_user()
 jobs.reconcile(root)  # a trainer that died while nobody watched shows as interrupted, not running forever
 if jobs.list_jobs(root, ("queued",)):
     jobs.ensure_worker(root)
@@ -43,6 +45,7 @@ def queue(expanded: bool) -> None:
     """The runs table with live counts: redrawn on the status cadence while anything is queued or running."""
     current = runs.list_runs(root)
     positions = {j.run_id: i + 1 for i, j in enumerate(jobs.list_jobs(root, ("queued",)))}
+    owners = jobs.owners(root)
     # Counted from the run directories: a job the worker has just claimed is "queued" there until its
     # trainer writes "running", and must not vanish from both counts in between.
     running = sum(s.state == "running" for s in current)
@@ -52,6 +55,7 @@ def queue(expanded: bool) -> None:
         "state": s.state + (f" (#{positions[s.run_id]} in queue)" if s.run_id in positions else ""),
         "strategy": s.strategy,
         "model": s.model,
+        "by": owners.get(s.run_id, ""),
         "started": pd.Timestamp(s.created, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
         "result": f"{s.headline_name} {s.headline_value:.4f}" if s.headline_value is not None else (s.error or "")[:90],
     } for s in current])
@@ -72,8 +76,8 @@ if not run_id:
 run = load_run(root, run_id)
 if run.state in ("missing", "broken") and run.problem:
     show_run_problem(run_id, run.problem)
-    if run.state == "broken" and st.button("Delete this broken run", icon=":material/delete:"):
-        jobs.delete(run_id, root)
+    if run.state == "broken" and allowed(user, Action.DELETE) and st.button("Delete this broken run", icon=":material/delete:"):
+        actions.delete(user, run_id, root)
         select_run(None)
         st.rerun()
     st.stop()
@@ -82,27 +86,29 @@ if run.state in ("missing", "broken") and run.problem:
 st.subheader(f"{run.config.get('name', run_id)}")
 st.caption(f"`{run_id}` · {run.config.get('model', {}).get('name')} · strategy {run.config.get('strategy', {}).get('kind')}")
 cols = st.columns([1, 1, 1, 1, 3])
-if run.active and cols[0].button("Cancel", icon=":material/stop:", key="cancel"):
+owner = jobs.owner_of(root, run_id)
+# Drawn only for who may press them; core.actions checks again, so a stale tab is refused there.
+if run.active and allowed(user, Action.CANCEL, owner) and cols[0].button("Cancel", icon=":material/stop:", key="cancel"):
     try:
-        st.toast(jobs.cancel(run_id, root))
-    except jobs.JobError as exc:
+        st.toast(actions.cancel(user, run_id, root))
+    except (jobs.JobError, AccessDenied) as exc:
         st.error(str(exc))
     st.rerun()
-if jobs.can_resume(run.path) and cols[1].button("Resume", icon=":material/play_arrow:", key="resume", type="primary"):
+if (jobs.can_resume(run.path) and allowed(user, Action.RESUME, owner)
+        and cols[1].button("Resume", icon=":material/play_arrow:", key="resume", type="primary")):
     try:
-        jobs.resume(run_id, root)
-        jobs.ensure_worker(root)
+        actions.resume(user, run_id, root)
         st.session_state["watching"] = run_id
-    except jobs.JobError as exc:
+    except (jobs.JobError, AccessDenied) as exc:
         st.error(str(exc))
     st.rerun()
-if not run.active:
+if not run.active and allowed(user, Action.DELETE):
     with cols[2].popover("Delete", icon=":material/delete:"):
         st.write(f"Delete **{run_id}** and everything in its directory (model, checkpoints, predictions)?")
         # Keyed by the run: a confirmation is for this one run. After it the page shows no run (not the
         # next one with the confirmation still open, where one more click deleted a second run).
         if st.button("Yes, delete it", type="primary", key=f"delete_confirm_{run_id}"):
-            jobs.delete(run_id, root)
+            actions.delete(user, run_id, root)
             select_run(None)
             st.session_state["deleted_run"] = run_id
             st.rerun()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core {train,eval,predict,runs,samples,compare,preflight,worker}``. See README for examples."""
+"""Command line: ``python -m core <command>`` (train, eval, predict, runs, samples, compare, preflight, worker, users, share-check)."""
 
 from __future__ import annotations
 
@@ -206,6 +206,58 @@ def cmd_worker(args: argparse.Namespace) -> int:
                       idle_exit_s=args.idle_exit, parent_pid=args.parent_pid)
 
 
+def _new_password(args: argparse.Namespace) -> str:
+    """The password from stdin (``--password-stdin``: one line, for scripts), else typed twice at a prompt."""
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass(f"Password for {args.name}: ")
+    if first != getpass.getpass("Again: "):
+        raise ValueError("The two passwords differ; nothing was changed.")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from core import actions, users
+    from core.access import LOCAL_USER
+
+    home = runs_root(args)  # the users file lives beside the runs: $TUNEBOARD_HOME/users.yaml
+    try:
+        if args.users_command == "list":
+            rows = users.list_users(home)
+            for name, role, how in rows:
+                print(f"{name:32} {role:9} {how}")
+            if not rows:
+                print(f"no users in {users.users_path(home)} yet: python -m core users add NAME --role admin")
+        elif args.users_command == "add":
+            actions.add_user(LOCAL_USER, home, args.name, args.role, None if args.sso else _new_password(args))
+            print(f"added {args.name} ({args.role}) to {users.users_path(home)}")
+        elif args.users_command == "set-role":
+            actions.set_role(LOCAL_USER, home, args.name, args.role)
+            print(f"{args.name} is now {args.role}")
+        elif args.users_command == "passwd":
+            actions.set_password(LOCAL_USER, home, args.name, _new_password(args))
+            print(f"new password set for {args.name}; their open sessions have ended")
+        elif args.users_command == "remove":
+            actions.remove_user(LOCAL_USER, home, args.name)
+            print(f"removed {args.name}")
+    except ValueError as exc:  # UsersError, or two different passwords
+        _print_error(str(exc))
+        return 2
+    return 0
+
+
+def cmd_share_check(args: argparse.Namespace) -> int:
+    from core.serving import share_problem
+
+    problem = share_problem(runs_root(args))
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Tuneboard: fine-tune BERT-family encoders.")
     parser.add_argument("--root", help="runs root folder (default: $TUNEBOARD_HOME or ./runs)")
@@ -254,12 +306,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-exit", type=float, default=300.0, help="exit after this many seconds without jobs")
     p.add_argument("--parent-pid", type=int, help="exit (after the running jobs) when this process is gone")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("users", help="the users of a shared dashboard ($TUNEBOARD_HOME/users.yaml)")
+    us = p.add_subparsers(dest="users_command", required=True)
+    us.add_parser("list", help="every user, their role and how they log in")
+    q = us.add_parser("add", help="add a user (asks for the password)")
+    q.add_argument("name", help="user name, or the e-mail address of a single sign-on user")
+    q.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    q.add_argument("--sso", action="store_true", help="no password: the user logs in through single sign-on")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q = us.add_parser("set-role", help="change a user's role")
+    q.add_argument("name")
+    q.add_argument("role", choices=["viewer", "operator", "admin"])
+    q = us.add_parser("passwd", help="set a new password (ends the user's open sessions)")
+    q.add_argument("name")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    q = us.add_parser("remove", help="remove a user (ends their open sessions)")
+    q.add_argument("name")
+    p.set_defaults(func=cmd_users)
+
+    sub.add_parser("share-check", help="exit 2, saying why, when the dashboard can't be shared yet (no users)"
+                   ).set_defaults(func=cmd_share_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "worker":  # stdlib only: the worker must not wait for torch to import
+    if args.command in ("worker", "users", "share-check"):  # no torch: these must answer at once
         return args.func(args)
     from core.config import ConfigError
     from core.data import DataError

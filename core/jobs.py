@@ -56,6 +56,7 @@ class Job:
     host: str | None
     returncode: int | None
     cancel_requested: bool
+    owner: str | None = None  # the user who started it (None: before logins, or the CLI)
 
 
 def _connect(root: str | Path) -> sqlite3.Connection:
@@ -67,6 +68,12 @@ def _connect(root: str | Path) -> sqlite3.Connection:
             pid INTEGER, host TEXT, returncode INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0)"""
     )
     con.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id)")
+    if "owner" not in {row[1] for row in con.execute("PRAGMA table_info(jobs)")}:
+        try:  # a runs root made before jobs had owners
+            con.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it a moment ago
+                raise
     return con
 
 
@@ -88,7 +95,7 @@ def _job(row: sqlite3.Row) -> Job:
 # --- the API the dashboard (and the CLI) call ---------------------------------------------------------
 
 
-def submit(config: Any, root: str | Path | None = None) -> str:
+def submit(config: Any, root: str | Path | None = None, owner: str | None = None) -> str:
     """Create the run directory of ``config`` (a RunConfig) with a queued job; return the run id.
 
     Safe to call from several processes at once: each call gets its own directory and row.
@@ -96,8 +103,8 @@ def submit(config: Any, root: str | Path | None = None) -> str:
     root = Path(root or config.runs_root)
     run_dir = runs.create_run_dir(root, config.name, config.to_dict())
     with _db(root) as con:
-        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted) VALUES (?, ?, 'train', 'queued', ?)",
-                    (run_dir.name, str(run_dir), time.time()))
+        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted, owner) VALUES (?, ?, 'train', 'queued', ?, ?)",
+                    (run_dir.name, str(run_dir), time.time(), owner))
     runs.index_run(root, run_dir)
     return run_dir.name
 
@@ -120,6 +127,20 @@ def latest_job(root: str | Path, run_id: str) -> Job | None:
     return _job(row) if row else None
 
 
+def owners(root: str | Path) -> dict[str, str]:
+    """Who started each run (its first job's owner); runs started from the CLI or before logins have none."""
+    if not Path(root, runs.INDEX).exists():
+        return {}
+    with _db(root) as con:
+        rows = con.execute("SELECT run_id, owner FROM jobs WHERE owner IS NOT NULL ORDER BY id DESC").fetchall()
+    return {run_id: owner for run_id, owner in rows}  # the first job's row is read last and wins
+
+
+def owner_of(root: str | Path, run_id: str) -> str | None:
+    """Who started ``run_id``: the owner of its first job (resuming it does not change who owns it)."""
+    return owners(root).get(run_id)
+
+
 def queue_position(root: str | Path, run_id: str) -> int | None:
     """1 for the next job to run; None when the run is not queued."""
     queued = [j.run_id for j in list_jobs(root, ("queued",))]
@@ -127,7 +148,7 @@ def queue_position(root: str | Path, run_id: str) -> int | None:
 
 
 def _run_dir(root: str | Path, run_id: str) -> Path:
-    run_dir = Path(root) / run_id
+    run_dir = runs.run_path(root, run_id)
     if not run_dir.is_dir():
         raise JobError(f"Run {run_id!r} does not exist under {root} (deleted, or a different runs folder).")
     return run_dir
@@ -160,7 +181,7 @@ def can_resume(run_dir: str | Path) -> bool:
     return state in ("cancelled", "interrupted", "failed") and Path(run_dir, runs.CHECKPOINT_DIR).is_dir()
 
 
-def resume(run_id: str, root: str | Path) -> None:
+def resume(run_id: str, root: str | Path, owner: str | None = None) -> None:
     """Queue a cancelled, interrupted or failed run to continue from ``checkpoints/last``."""
     run_dir = _run_dir(root, run_id)
     state = runs.read_status(run_dir).get("state")
@@ -170,15 +191,15 @@ def resume(run_id: str, root: str | Path) -> None:
         raise JobError(f"Run {run_id} stopped before its first checkpoint ({runs.CHECKPOINT_DIR} is missing); "
                        "start it again as a new run.")
     with _db(root) as con:
-        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted) VALUES (?, ?, 'resume', 'queued', ?)",
-                    (run_id, str(run_dir), time.time()))
+        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted, owner) VALUES (?, ?, 'resume', 'queued', ?, ?)",
+                    (run_id, str(run_dir), time.time(), owner))
     runs.write_status(run_dir, state="queued", error=None)
     runs.index_run(root, run_dir)
 
 
 def delete(run_id: str, root: str | Path) -> None:
     """Remove a run's directory and jobs. A queued or running run must be cancelled first."""
-    run_dir = Path(root) / run_id
+    run_dir = runs.run_path(root, run_id)
     status = runs.read_status(run_dir) if run_dir.exists() else {}
     if status.get("state") in ("queued", "running") and pid_alive(status.get("pid")) or any(
         j.run_id == run_id for j in list_jobs(root, ("queued", "running"))

@@ -210,6 +210,20 @@ def list_runs(root: str | Path) -> list[RunSummary]:
     return refresh_index(root)
 
 
+class RunIdError(ValueError):
+    """Not a run id: a run id is one folder name under the runs root, never a path."""
+
+
+def run_path(root: str | Path, run_id: str) -> Path:
+    """The directory of ``run_id`` under ``root``. Refuses anything but one plain folder name (no ``/``,
+    ``..`` or hidden name such as ``.uploads``), so a link's ``?run=../..`` can't reach outside the root."""
+    if (not isinstance(run_id, str) or not run_id or run_id.startswith(".") or "/" in run_id or "\\" in run_id
+            or "\x00" in run_id or len(run_id) > 255):
+        raise RunIdError(f"{str(run_id)[:80]!r} is not a run id: a run id is a folder name under the runs folder, "
+                         "such as 20261204-101500-bbc-news-1a2b, as the Training page lists them.")
+    return Path(root) / run_id
+
+
 def find_run(root: str | Path, run_id_or_path: str) -> Path | None:
     """Resolve a run id (or a unique prefix) or a path to a run directory."""
     p = Path(run_id_or_path)

@@ -97,3 +97,41 @@ def show_run_problem(run_id: str | None, problem: str | None) -> None:
         return
     st.error(problem or f"Run {run_id!r} can't be shown.")
     st.page_link("app_pages/training.py", label="See all runs on the Training page", icon=":material/list:")
+
+
+def current_user():
+    """Who is using this session. Local mode: the local user (an admin; no login on 127.0.0.1). Shared
+    mode: the user of the signed session cookie, as the users file has them now (a role change applies
+    at the next click); without one the page says so, links to the login, and stops."""
+    from core import login, serving
+    from core.access import LOCAL_USER
+
+    if not serving.shared():
+        return LOCAL_USER
+    user = login.session_user(runs_root(), st.context.cookies.get(login.COOKIE))
+    if user is None:
+        st.warning("Your session has ended (logged out, expired, or your password or account changed).")
+        st.link_button("Log in", login.LOGIN_PATH, type="primary")
+        st.stop()
+    return user
+
+
+def logged_out(user) -> None:
+    """End ``user``'s sessions everywhere (the cookie this browser holds stops working) and say so."""
+    from core import login, users
+
+    users.end_sessions(runs_root(), user.name)
+    st.success("Logged out: your sessions on every device have ended.")
+    st.link_button("Log in again", login.LOGIN_PATH)
+    st.stop()
+
+
+def require(user, action) -> None:
+    """Stop the page, saying which role it needs, unless ``user`` may do ``action`` (core.access decides)."""
+    from core.access import refusal
+
+    why = refusal(user, action)
+    if why:
+        st.info(why, icon=":material/lock:")
+        st.page_link("app_pages/evaluation.py", label="Look at the runs' evaluations", icon=":material/fact_check:")
+        st.stop()

@@ -41,8 +41,11 @@ class RunView:
 
 def load_run(root: str | Path, run_id: str) -> RunView:
     """Read a run's config, status and report; say in words what is missing."""
-    path = Path(root) / run_id
-    if not run_id or not path.is_dir():
+    try:
+        path = runs.run_path(root, run_id)
+    except runs.RunIdError as exc:  # a hand-edited link: ?run=../..
+        return RunView(str(run_id), Path(root), "missing", str(exc))
+    if not path.is_dir():
         return RunView(run_id, path, "missing", f"Run {run_id!r} was not found in {Path(root).resolve()}: it was deleted, "
                                                 "or the link comes from another machine or runs folder.")
     config = runs.read_json(path / runs.CONFIG)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,28 +27,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """The dashboard as a user runs it, one server for every browser test, on a runs folder holding a
-    copy of the seeded runs (one real tiny run, failed, half-written and running ones) and a 3-class
-    run for the confusion-matrix drill-down; yields (url, runs root)."""
+@contextlib.contextmanager
+def streamlit_server(script: str, root: Path, log_dir: Path, **extra_env: str) -> Iterator[str]:
+    """``streamlit run script`` on a free port with ``root`` as its runs folder; yields its URL, and on
+    exit stops it and the job worker it started."""
     from core import jobs
-    from tests.support.seeded import seeded_root, three_class_run
 
-    seeded = seeded_root()
-    root = tmp_path_factory.mktemp("browser") / "runs"
-    shutil.copytree(seeded["root"], root, ignore=shutil.ignore_patterns("runs.sqlite*"))
-    three_class_run(root, seeded["completed"])
     port = free_port()
     env = {**os.environ, "TUNEBOARD_HOME": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TUNEBOARD_WORKER_IDLE_S": "30",  # OMP_NUM_THREADS: the test process's share (tests/conftest.py)
            # The faster cadence of larger machines: the test's waits (progress moves, refresh mid-run)
            # were sized for it, and what it checks does not depend on the pace.
-           "TUNEBOARD_STATUS_EVERY_S": "5", "TUNEBOARD_CHARTS_EVERY_S": "10"}
-    log = (tmp_path_factory.getbasetemp() / f"streamlit-{port}.log").open("wb")
+           "TUNEBOARD_STATUS_EVERY_S": "5", "TUNEBOARD_CHARTS_EVERY_S": "10", **extra_env}
+    log = (log_dir / f"streamlit-{port}.log").open("wb")
     # a 1 MB upload limit lets the test prove that an oversized upload is refused without a 200 MB file
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port), "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.headless", "true",
          "--server.maxUploadSize", "1", "--browser.gatherUsageStats", "false"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -61,7 +57,7 @@ def app_server(tmp_path_factory):
             raise RuntimeError(f"streamlit did not start; see {log.name}")
         time.sleep(0.3)
     try:
-        yield url, root
+        yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -72,6 +68,27 @@ def app_server(tmp_path_factory):
         log.close()
         jobs.stop_worker(root)
         assert not jobs.worker_alive(root), "the worker outlived the app"
+
+
+def browser_root(tmp_path_factory, name: str) -> Path:
+    """A runs folder holding a copy of the seeded runs (one real tiny run, failed, half-written and
+    running ones) and a 3-class run for the confusion-matrix drill-down."""
+    from tests.support.seeded import seeded_root, three_class_run
+
+    seeded = seeded_root()
+    root = tmp_path_factory.mktemp(name) / "runs"
+    shutil.copytree(seeded["root"], root, ignore=shutil.ignore_patterns("runs.sqlite*"))
+    three_class_run(root, seeded["completed"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The dashboard as a user runs it (`make run`), one server for every local-mode browser test;
+    yields (url, runs root)."""
+    root = browser_root(tmp_path_factory, "browser")
+    with streamlit_server("streamlit_app.py", root, tmp_path_factory.getbasetemp()) as url:
+        yield url, root
 
 
 @pytest.fixture(scope="session")

@@ -200,3 +200,31 @@ def test_the_page_rule_sees_a_page_that_trains(tmp_path):
     page = tmp_path / "bad.py"
     page.write_text("import torch\n\ndef go(m):\n    from core.loop import train\n    m.from_pretrained('x')\n", encoding="utf-8")
     assert sorted(page_violations(page)) == ["calls .from_pretrained()", "imports core.loop.train", "imports torch"]
+
+
+# Every state-changing action goes through core.actions (the role check, the limits, the audit line):
+# a page that called core.jobs or core.uploads directly would skip all three.
+GUARDED = {("jobs", "submit"), ("jobs", "cancel"), ("jobs", "resume"), ("jobs", "delete"), ("uploads", "save_upload"),
+           ("users", "add"), ("users", "set_role"), ("users", "remove"), ("users", "set_password")}
+
+
+def unguarded_actions(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [f"{n.func.value.id}.{n.func.attr}()" for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+             and (n.func.value.id, n.func.attr) in GUARDED]
+    for node in _import_nodes(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
+            found += [f"imports {node.module}.{a.name}" for a in node.names if (node.module.split(".")[-1], a.name) in GUARDED]
+    return found
+
+
+def test_pages_change_state_only_through_core_actions():
+    dashboard = [*page_files(), *sorted((REPO / "ui").glob("*.py"))]
+    assert {p.name: v for p in dashboard if (v := unguarded_actions(p))} == {}
+
+
+def test_the_actions_rule_sees_a_page_that_skips_the_check(tmp_path):
+    page = tmp_path / "bad.py"
+    page.write_text("from core import jobs\nfrom core.uploads import save_upload\njobs.delete('r', '/x')\n", encoding="utf-8")
+    assert sorted(unguarded_actions(page)) == ["imports core.uploads.save_upload", "jobs.delete()"]

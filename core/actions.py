@@ -1,0 +1,114 @@
+"""Every state-changing action of the dashboard and the CLI, one call each: the role check
+(:mod:`core.access`), the limits, the action, and its line in the audit log, in that order.
+
+Pages call these, never :mod:`core.jobs` or :mod:`core.uploads` directly for a change, so a request
+a page did not offer (a crafted websocket message, a stale tab after a role change) is refused here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import audit, jobs, runs, serving, uploads, users
+from core.access import Action, User, check
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_queued_per_user: int = 5  # runs one user may have waiting (TUNEBOARD_MAX_QUEUED_PER_USER)
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(max_queued_per_user=int(os.environ.get("TUNEBOARD_MAX_QUEUED_PER_USER", cls.max_queued_per_user)))
+
+
+class LimitReached(PermissionError):
+    """A configured limit refuses the action; the message names the limit and how to raise it."""
+
+
+def require(user: User, action: Action) -> None:
+    """The role check alone, for an action that changes nothing on disk but spends the machine (pre-flight)."""
+    check(user, action)
+
+
+def submit(user: User, configs: Sequence[Any], root: str | Path, *, start_worker: bool = True,
+           limits: Limits | None = None) -> list[str]:
+    """Queue one run per RunConfig, owned by ``user``; returns their run ids in queue order."""
+    check(user, Action.TRAIN)
+    limits = limits or Limits.from_env()
+    waiting = sum(1 for j in jobs.list_jobs(root, ("queued",)) if j.owner == user.name)
+    if waiting + len(configs) > limits.max_queued_per_user:
+        raise LimitReached(f"{user.name} has {waiting} run(s) waiting in the queue, and this would make "
+                           f"{waiting + len(configs)}; the limit is {limits.max_queued_per_user} per user. Wait for "
+                           "them to start or cancel some (or have TUNEBOARD_MAX_QUEUED_PER_USER raised).")
+    ids = [jobs.submit(config, root, owner=user.name) for config in configs]
+    for run_id in ids:
+        audit.record(root, user.name, "train", run_id)
+    if start_worker:
+        jobs.ensure_worker(root)
+    return ids
+
+
+def cancel(user: User, run_id: str, root: str | Path) -> str:
+    runs.run_path(root, run_id)
+    check(user, Action.CANCEL, owner=jobs.owner_of(root, run_id))
+    outcome = jobs.cancel(run_id, root)
+    audit.record(root, user.name, "cancel", run_id, outcome=outcome)
+    return outcome
+
+
+def resume(user: User, run_id: str, root: str | Path, *, start_worker: bool = True) -> None:
+    runs.run_path(root, run_id)
+    check(user, Action.RESUME, owner=jobs.owner_of(root, run_id))
+    jobs.resume(run_id, root, owner=user.name)
+    audit.record(root, user.name, "resume", run_id)
+    if start_worker:
+        jobs.ensure_worker(root)
+
+
+def delete(user: User, run_id: str, root: str | Path) -> None:
+    runs.run_path(root, run_id)
+    check(user, Action.DELETE)
+    jobs.delete(run_id, root)
+    audit.record(root, user.name, "delete", run_id)
+
+
+def save_upload(user: User, root: str | Path, name: str, data: bytes) -> Path:
+    check(user, Action.UPLOAD)
+    path = uploads.save_upload(root, name, data)
+    audit.record(root, user.name, "upload", uploads.safe_name(name), bytes=len(data), stored=path.parent.name)
+    return path
+
+
+def read_server_path(user: User, path: str | Path) -> Path:
+    """A server path the user typed, resolved, when their role and the data roots allow it."""
+    check(user, Action.READ_SERVER_PATH)
+    return serving.check_server_path(path)
+
+
+def add_user(user: User, home: str | Path, name: str, role: str, password: str | None) -> None:
+    check(user, Action.MANAGE_USERS)
+    users.add(home, name, role, password)
+    audit.record(home, user.name, "add user", name, role=role)
+
+
+def set_role(user: User, home: str | Path, name: str, role: str) -> None:
+    check(user, Action.MANAGE_USERS)
+    users.set_role(home, name, role)
+    audit.record(home, user.name, "set role", name, role=role)
+
+
+def set_password(user: User, home: str | Path, name: str, password: str) -> None:
+    check(user, Action.MANAGE_USERS)
+    users.set_password(home, name, password)
+    audit.record(home, user.name, "set password", name)
+
+
+def remove_user(user: User, home: str | Path, name: str) -> None:
+    check(user, Action.MANAGE_USERS)
+    users.remove(home, name)
+    audit.record(home, user.name, "remove user", name)
