@@ -19,7 +19,7 @@ from core.uploads import replace_upload_paths
 from ui import charts
 from ui.app_state import current_user, require, runs_root, seed
 from ui.forms import TASK_HELP, for_the_form, key
-from ui.html import entity_colors, highlight
+from ui.html import entity_colors, highlight, md_literal
 
 PAGE_ROWS = 25
 UPLOAD_TYPES = ["csv", "tsv", "txt", "json", "jsonl", "parquet", "conll"]
@@ -123,7 +123,7 @@ elif kind == "Upload a file":
         # After a refresh the uploader is empty (a browser can't be handed a file back), but the
         # server kept the file: go on with it rather than silently fall back to a sample.
         source = st.session_state["data_upload_path"]
-        st.caption(f"Using **{Path(source).name}**, uploaded earlier. Upload another file to replace it.")
+        st.caption(f"Using **{md_literal(Path(source).name)}**, uploaded earlier. Upload another file to replace it.")
 else:
     path_text = st.text_input("File or folder", key="data_path", placeholder="/data/reviews.csv or a folder of <label>/*.txt")
     if path_text.strip():
@@ -151,7 +151,8 @@ if not source.startswith("sample:"):
         st.error(say(exc), icon=":material/error:")
         st.stop()
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a message on this page, never a traceback
-        st.error(f"{Path(source).name} could not be read ({type(exc).__name__}: {exc}). Fix: save it as UTF-8 CSV with a header row.")
+        st.error(f"{md_literal(Path(source).name)} could not be read ({type(exc).__name__}: {exc}). "
+                 "Fix: save it as UTF-8 CSV with a header row.")
         st.stop()
 if not source.startswith("sample:") and fixed_layout(source):
     st.caption("A CoNLL file (one word and its tag per line, a blank line between sentences) or a folder of "

@@ -14,7 +14,7 @@ from core.access import Action, allowed, refusal
 from core.exports import to_csv_bytes
 from ui import charts
 from ui.app_state import current_run_id, current_user, runs_root, show_run_problem
-from ui.html import entity_colors, highlight
+from ui.html import entity_colors, highlight, md_literal
 from ui.runview import fmt_duration, load_run
 from ui.selection import cell_examples, confident_errors, positive_scores, roc_pr, selected_cell
 
@@ -110,12 +110,13 @@ with tabs[0]:
             cell = None
     if cell is not None:
         gold, pred = cm["labels"][cell[0]], cm["labels"][cell[1]]
-        st.markdown(f"#### True **{gold}**, predicted **{pred}**")
+        st.markdown(f"#### True **{md_literal(gold)}**, predicted **{md_literal(pred)}**")
         rows = None if predictions is None else cell_examples(predictions, gold, pred)
         if rows is None:
             st.warning(f"predictions.parquet of run {run_id} is missing or unreadable, so the examples can't be listed.")
         elif rows.empty:
-            st.caption(f"No {split} example whose gold label is {gold} was predicted {pred}: nothing to list or download.")
+            st.caption(f"No {split} example whose gold label is {md_literal(gold)} was predicted {md_literal(pred)}: "
+                       "nothing to list or download.")
         else:
             st.caption(f"{len(rows):,} examples, the most confident first" + (" — these are correct." if gold == pred else "."))
             st.dataframe(rows, hide_index=True, width="stretch", key="cell_rows",
@@ -269,7 +270,7 @@ with tabs[4]:
                 st.dataframe(out.head(100), hide_index=True, width="stretch")
         done = st.session_state.get("predicted_file")
         if done and done[0] == run_id and done[1] == upload.name:
-            st.caption(f"{done[3]:,} rows: every column of {upload.name} and the row number, with the predictions beside them.")
+            st.caption(f"{done[3]:,} rows: every column of {md_literal(upload.name)} and the row number, with the predictions beside them.")
             st.download_button("Download predictions (CSV)", done[2], file_name=f"{Path(upload.name).stem}-predictions.csv",
                                mime="text/csv", icon=":material/download:", key="predict_download")
 

@@ -26,6 +26,7 @@ from ui.forms import (
     with_strategy,
     yaml_for_download,
 )
+from ui.html import md_literal
 from ui.preflight import model_facts, strategy_table
 from ui.runview import fmt_duration
 from ui.widgets import draft_values, field_widget
@@ -98,7 +99,7 @@ st.title("Strategy")
 values = draft_values()
 task = values[key("run", "task")]
 source = values[key("data", "source")]
-st.caption(f"Data: **{display_name(source, runs_root())}** · task **{task}** (change them on the Data page)")
+st.caption(f"Data: **{md_literal(display_name(source, runs_root()))}** · task **{task}** (change them on the Data page)")
 
 with st.sidebar.expander("Load a saved YAML config"):
     st.file_uploader("run.yaml", type=["yaml", "yml", "json"], key="yaml_upload", on_change=load_yaml_into_form)

@@ -1,8 +1,9 @@
-"""Small HTML snippets for text with highlighted entity spans (escaped: texts come from user files)."""
+"""Users' texts in markup: highlighted entity spans as escaped HTML, and any text made literal for markdown."""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 from ui.charts import PALETTE
@@ -29,3 +30,13 @@ def highlight(tokens: Sequence[str], tags: Sequence[str], colors: dict[str, str]
             parts.append(html.escape(tokens[i]))
             i += 1
     return f'<div style="line-height:2">{joiner.join(parts)}</div>'
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark (CommonMark escapes them all)
+
+
+def md_literal(text: object) -> str:
+    """``text`` for st.markdown, st.caption and the like, shown as written: every punctuation mark that
+    markdown (or Streamlit's :emoji:, :color[...] and $math$) would read is backslash-escaped, and line
+    breaks become spaces. Labels, file names and column names come from users' files."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).splitlines()))

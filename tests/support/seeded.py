@@ -44,10 +44,12 @@ def seeded_root() -> dict[str, str]:
     return {"root": str(root), "completed": done, "failed": failed.name, "half": half.name, "running": running.name}
 
 
-def three_class_run(root: str | Path, source_run: str) -> str:
+def three_class_run(root: str | Path, source_run: str, name: str = "three-class", labels: tuple[str, str, str] | None = None,
+                    text_prefix: str = "") -> str:
     """A completed 3-class run for the confusion-matrix drill-down: the seeded run's model and config,
     with a report and predictions computed by core.metrics from seeded scores that put examples in
-    every cell (a tiny real model predicts the class prior; the drill-down is what is under test)."""
+    every cell (a tiny real model predicts the class prior; the drill-down is what is under test).
+    ``labels`` renames the three classes and ``text_prefix`` starts every text (hostile-text tests)."""
     import numpy as np
 
     from core.data import load_sample
@@ -59,13 +61,14 @@ def three_class_run(root: str | Path, source_run: str) -> str:
     frame = frame.sample(90, random_state=3).reset_index(drop=True)
     names = tuple(sorted(frame["label"].astype(str).unique()))
     gold = np.asarray([names.index(v) for v in frame["label"].astype(str)])
+    names = labels or names
     rng = np.random.default_rng(7)
     scores = rng.normal(size=(len(gold), len(names)))
     scores[np.arange(len(gold)), gold] += 1.0  # right more often than not, wrong in every direction
-    texts = frame["text"].astype(str).tolist()
+    texts = [text_prefix + t for t in frame["text"].astype(str)]
     config = runs.read_json(root / source_run / runs.CONFIG)
-    config = {**config, "name": "three-class", "data": {**config["data"], "source": "sample:rotten_tomatoes_3way"}}
-    run_dir = runs.create_run_dir(root, "three-class", config)
+    config = {**config, "name": name, "data": {**config["data"], "source": "sample:rotten_tomatoes_3way"}}
+    run_dir = runs.create_run_dir(root, name, config)
     report = build_report("single_label", names, gold, scores, texts=texts)
     table = predictions_frame("single_label", names, gold, scores, texts=texts)
     table.insert(0, "row", np.arange(2, len(table) + 2))

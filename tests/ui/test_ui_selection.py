@@ -73,3 +73,14 @@ def test_highlighted_spans_are_escaped_and_labelled():
     out = highlight(["<b>Ann</b>", "met", "Bob"], ["B-PER", "O", "B-PER"], entity_colors(["PER"]))
     assert "&lt;b&gt;Ann&lt;/b&gt;" in out and "<b>Ann</b>" not in out
     assert out.count(">PER</b>") == 2 and " met " in out
+
+
+def test_md_literal_leaves_no_markdown_to_read():
+    from markdown_it import MarkdownIt
+
+    from ui.html import md_literal
+
+    hostile = "**bold** _it_ [a](javascript:x) `code` # not a heading <b>x</b> :red[x] $x$ 1. item\nsecond line"
+    rendered = MarkdownIt("commonmark").render(md_literal(hostile))
+    # the renderer gives back one paragraph with the text as written (HTML-escaped), no markup of its own
+    assert rendered == "<p>" + hostile.replace("\n", " ").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") + "</p>\n"
