@@ -15,7 +15,7 @@ from core.access import AccessDenied, Action, allowed
 from core.config import TASKS, ConfigError, DataConfig, ModelConfig
 from core.data import DataError, data_checks, detect_columns, fixed_layout, list_samples, load_bundle, read_source
 from core.serving import PathRefused
-from core.uploads import replace_upload_paths
+from core.uploads import is_upload, replace_upload_paths
 from ui import charts
 from ui.app_state import current_user, require, runs_root, seed
 from ui.forms import TASK_HELP, for_the_form, key
@@ -147,8 +147,13 @@ detect_problem: str | None = None
 if not source.startswith("sample:"):
     try:
         raw = table(source, mtime_of(source), task)
+        if is_upload(source, runs_root()):
+            actions.check_upload_rows(Path(source).name, len(raw))
     except DataError as exc:
         st.error(say(exc), icon=":material/error:")
+        st.stop()
+    except actions.LimitReached as exc:
+        st.error(md_literal(exc), icon=":material/block:")
         st.stop()
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a message on this page, never a traceback
         st.error(f"{md_literal(Path(source).name)} could not be read ({type(exc).__name__}: {exc}). "

@@ -12,6 +12,7 @@ import yaml
 from core import actions
 from core.access import AccessDenied, Action
 from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, TrainConfig, field_specs, from_dict
+from core.jobs import JobError
 from core.uploads import display_name
 from ui import charts
 from ui.app_state import current_user, require, runs_root, select_run
@@ -223,7 +224,7 @@ if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", d
              help="Pre-flight found a problem with these settings: fix it first." if preflight_problem else None):
     try:
         first, *_ = actions.submit(user, [config, *(with_strategy(config, other) for other in compare)], runs_root())
-    except (AccessDenied, actions.LimitReached) as exc:
+    except (AccessDenied, actions.LimitReached, JobError) as exc:
         st.error(str(exc), icon=":material/block:")
     else:
         select_run(first)

@@ -20,10 +20,12 @@ from core.access import Action, User, check
 @dataclass(frozen=True)
 class Limits:
     max_queued_per_user: int = 5  # runs one user may have waiting (TUNEBOARD_MAX_QUEUED_PER_USER)
+    max_upload_rows: int = 1_000_000  # rows in one uploaded file (TUNEBOARD_MAX_UPLOAD_ROWS)
 
     @classmethod
     def from_env(cls) -> Limits:
-        return cls(max_queued_per_user=int(os.environ.get("TUNEBOARD_MAX_QUEUED_PER_USER", cls.max_queued_per_user)))
+        return cls(max_queued_per_user=int(os.environ.get("TUNEBOARD_MAX_QUEUED_PER_USER", cls.max_queued_per_user)),
+                   max_upload_rows=int(os.environ.get("TUNEBOARD_MAX_UPLOAD_ROWS", cls.max_upload_rows)))
 
 
 class LimitReached(PermissionError):
@@ -79,9 +81,17 @@ def delete(user: User, run_id: str, root: str | Path) -> None:
 
 def save_upload(user: User, root: str | Path, name: str, data: bytes) -> Path:
     check(user, Action.UPLOAD)
-    path = uploads.save_upload(root, name, data)
+    path = uploads.save_upload(root, name, data, owner=user.name)
     audit.record(root, user.name, "upload", uploads.safe_name(name), bytes=len(data), stored=path.parent.name)
     return path
+
+
+def check_upload_rows(name: str, rows: int, limits: Limits | None = None) -> None:
+    """Refuse an uploaded table longer than the limit (it would tie up the shared machine's memory)."""
+    limits = limits or Limits.from_env()
+    if rows > limits.max_upload_rows:
+        raise LimitReached(f"{name} has {rows:,} rows; an upload may have at most {limits.max_upload_rows:,}. Use a sample of "
+                           "it (or have TUNEBOARD_MAX_UPLOAD_ROWS raised, or an admin can read it from a data folder).")
 
 
 def read_server_path(user: User, path: str | Path) -> Path:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import runs
+from core import runs, uploads
 
 LOCK = "worker.lock"
 WORKER_INFO = "worker.json"
@@ -101,7 +101,11 @@ def submit(config: Any, root: str | Path | None = None, owner: str | None = None
     Safe to call from several processes at once: each call gets its own directory and row.
     """
     root = Path(root or config.runs_root)
-    run_dir = runs.create_run_dir(root, config.name, config.to_dict())
+    try:
+        run_dir = runs.create_run_dir(root, config.name, config.to_dict())
+    except OSError as exc:
+        raise JobError(f"Can't create the run in the runs folder {root} ({exc.strerror or exc}). Free space on its "
+                       "disk or make it writable (or point TUNEBOARD_HOME elsewhere), then start the run again.") from exc
     with _db(root) as con:
         con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted, owner) VALUES (?, ?, 'train', 'queued', ?, ?)",
                     (run_dir.name, str(run_dir), time.time(), owner))
@@ -187,6 +191,7 @@ def resume(run_id: str, root: str | Path, owner: str | None = None) -> None:
     state = runs.read_status(run_dir).get("state")
     if state not in ("cancelled", "interrupted", "failed"):
         raise JobError(f"Run {run_id} is {state or 'unreadable'}; only cancelled, interrupted or failed runs resume.")
+    runs.recover_swap(Path(run_dir, runs.CHECKPOINT_DIR))
     if not Path(run_dir, runs.CHECKPOINT_DIR).is_dir():
         raise JobError(f"Run {run_id} stopped before its first checkpoint ({runs.CHECKPOINT_DIR} is missing); "
                        "start it again as a new run.")
@@ -232,6 +237,8 @@ def pid_alive(pid: Any) -> bool:
 
 
 def mark_interrupted(root: str | Path, run_dir: Path, reason: str) -> None:
+    for folder in (runs.CHECKPOINT_DIR, runs.MODEL_DIR):  # killed between the two renames of a save
+        runs.recover_swap(Path(run_dir, folder))
     hint = " Resume continues from the last checkpoint." if Path(run_dir, runs.CHECKPOINT_DIR).is_dir() else ""
     runs.write_status(run_dir, state="interrupted", error=reason + hint, finished=time.time())
     runs.index_run(root, run_dir)
@@ -455,6 +462,8 @@ def run_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFA
                 lock.close()
                 return 0
             time.sleep(0.05)
+    with contextlib.suppress(OSError):  # housekeeping as each worker starts; it never stops one from training
+        uploads.clean_old(root)
     try:
         return Worker(root, concurrency, idle_exit_s, parent_pid).run()
     finally:

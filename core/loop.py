@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import get_scheduler
 
-from core import frozen_cache
+from core import faults, frozen_cache, runs
 from core.config import RunConfig
 from core.cpu_dropout import use_cpu_dropout
 from core.device import (  # noqa: F401 - re-exported: bench and tests import some of these from core.loop
@@ -256,6 +255,7 @@ def train(
 
     state = LoopState()
     if resume:
+        runs.recover_swap(checkpoint_dir)  # killed between the two renames of the last save
         accelerator.load_state(str(checkpoint_dir))
         state = LoopState.from_json((checkpoint_dir / LOOP_STATE).read_text())
         restore_rng(checkpoint_dir / RNG_STATE)
@@ -273,24 +273,23 @@ def train(
         state.elapsed = t0 - started
         tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.save_state(str(tmp))
-        (tmp / LOOP_STATE).write_text(state.to_json())
-        save_rng(tmp / RNG_STATE)
-        if plan.state_dict is not None:
-            torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
-        # Swap in the new checkpoint whole: a crash mid-save leaves the previous one intact.
-        old = checkpoint_dir.with_name(checkpoint_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if checkpoint_dir.exists():
-            os.replace(checkpoint_dir, old)
-        os.replace(tmp, checkpoint_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            accelerator.save_state(str(tmp))
+            (tmp / LOOP_STATE).write_text(state.to_json())
+            save_rng(tmp / RNG_STATE)
+            if plan.state_dict is not None:
+                torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
+        except Exception:  # a full disk: give back what the half-written copy took, so the failure can be recorded
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        runs.swap_in(tmp, checkpoint_dir)  # whole: a crash mid-save leaves the previous checkpoint intact
         state.side_seconds += time.monotonic() - t0
 
     def evaluate() -> bool:
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
         t0 = time.monotonic()
         preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision)
+        faults.point("eval")
         metrics = {**score(preds), "loss": preds.loss}
         value = metrics[metric_name]
         best = state.best_metric
@@ -356,6 +355,7 @@ def train(
             state.global_step += 1
             window_steps += 1
             step = state.global_step
+            faults.point("step")
 
             if step % cfg.log_every == 0 or step == total_steps:
                 # The only host sync of the step loop: one .item() per logged window, not per step.

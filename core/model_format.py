@@ -30,10 +30,12 @@ Nothing here imports torch, transformers or peft at module level: the dashboard 
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import faults, runs
 from core.models import ModelError, quiet_transformers
 
 if TYPE_CHECKING:
@@ -56,9 +58,13 @@ def save(plan: StrategyPlan, model: torch.nn.Module, out_dir: str | Path, *, tok
          task: str | None = None) -> None:
     """Write ``model/`` for inference: the model as ``plan.save_format`` says, its markers, the tokenizer.
 
-    ``task`` is recorded as ``tuneboard_task`` (the model's config already holds the label maps).
+    ``task`` is recorded as ``tuneboard_task`` (the model's config already holds the label maps). The
+    folder is written beside ``out_dir`` and swapped in whole (core.runs.swap_in): a crash halfway
+    leaves no half-written model where a reader would load it.
     """
-    out_dir = Path(out_dir)
+    final = Path(out_dir)
+    out_dir = final.with_name(final.name + ".tmp")
+    shutil.rmtree(out_dir, ignore_errors=True)
     if task is not None:
         setattr(model.config, TASK_KEY, task)
     if plan.save_format == "adapter":
@@ -69,8 +75,10 @@ def save(plan: StrategyPlan, model: torch.nn.Module, out_dir: str | Path, *, tok
         model.save_pretrained(out_dir, safe_serialization=True)
     if plan.save_format in ("peft_prefix", "adapter"):
         guard_plain_loading(out_dir, plan.kind)
+    faults.point("final_save")
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
+    runs.swap_in(out_dir, final)
 
 
 def _save_peft(plan: StrategyPlan, model: torch.nn.Module, out_dir: Path) -> None:

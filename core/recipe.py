@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import signal
 import time
@@ -24,7 +26,7 @@ from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
 from core.device import reset_peak_memory
 from core.events import EventSink, EventWriter, read_events
-from core.loop import Predictions, TrainResult, make_loss, predict, train
+from core.loop import LOOP_STATE, Predictions, TrainResult, make_loss, predict, train
 from core.metrics import build_report, predictions_frame, resolve_metric_for_best
 from core.models import ModelError, load_model, load_tokenizer, model_facts
 from core.strategies import StrategyError, build_strategy
@@ -128,14 +130,36 @@ def run_training(
         except USER_ERRORS as exc:
             _fail(config, run_dir, events, str(exc))
             raise RunFailed(run_dir, str(exc)) from exc
-        except Exception as exc:  # an internal error: keep the traceback in the run, say what happened
-            message = f"Internal error ({type(exc).__name__}: {exc}). The traceback is in {run_dir / runs.STATUS}."
+        except Exception as exc:
+            if not _unwritable(exc):  # an internal error: keep the traceback in the run, say what happened
+                message = f"Internal error ({type(exc).__name__}: {exc}). The traceback is in {run_dir / runs.STATUS}."
+                _fail(config, run_dir, events, message, traceback.format_exc())
+                raise RunFailed(run_dir, message) from exc
+            # the runs folder's disk is full or can't be written: the user's to fix
+            last = runs.read_json(checkpoint_dir / LOOP_STATE) if checkpoint_dir.exists() else None
+            why = getattr(exc, "strerror", None) or _unwritable(exc)
+            message = (f"Could not write to the runs folder ({why}: {getattr(exc, 'filename', None) or run_dir}). Free space on "
+                       "its disk or fix its permissions, then "
+                       + (f"press Resume: the checkpoint of step {last.get('global_step')} is intact." if isinstance(last, dict)
+                          else "start the run again (it had saved no checkpoint yet)."))
             _fail(config, run_dir, events, message, traceback.format_exc())
             raise RunFailed(run_dir, message) from exc
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
     return outcome
+
+
+_UNWRITABLE = {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file system", errno.EACCES: "Permission denied",
+               errno.EDQUOT: "Disk quota exceeded"}
+
+
+def _unwritable(exc: BaseException) -> str | None:
+    """Why the runs folder can't be written, when that is what ``exc`` says (an OSError, or a library's
+    own error such as safetensors' that carries the OS message); None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in _UNWRITABLE:
+        return _UNWRITABLE[exc.errno]
+    return next((why for why in _UNWRITABLE.values() if why in str(exc)), None)
 
 
 def _main_thread() -> bool:
@@ -145,7 +169,8 @@ def _main_thread() -> bool:
 
 
 def _fail(config: RunConfig, run_dir: Path, events: EventSink, message: str, tb: str | None = None) -> None:
-    events({"type": "end", "state": "failed", "error": message})
+    with contextlib.suppress(OSError):  # a full disk may refuse the event line: the status says how the run ended
+        events({"type": "end", "state": "failed", "error": message})
     runs.write_status(run_dir, state="failed", error=message, traceback=tb, finished=time.time())
     runs.index_run(config.runs_root, run_dir)
 
@@ -188,7 +213,11 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
 
         best_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = best_path.with_suffix(".tmp")
-        save_model(m, str(tmp))
+        try:
+            save_model(m, str(tmp))
+        except Exception:  # a full disk (safetensors says so in its own error): give the space back first
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, best_path)
 
     result = train(config, plan, encoded["train"], encoded["validation"], collator=collator, loss_fn=loss_fn,

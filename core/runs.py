@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from core import faults
 
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("completed", "failed", "cancelled")
@@ -70,8 +73,12 @@ def create_run_dir(root: str | Path, name: str, config: dict[str, Any]) -> Path:
             break
         except FileExistsError:
             continue
-    atomic_write_json(run_dir / CONFIG, config)
-    write_status(run_dir, state="queued", created=time.time())
+    try:
+        atomic_write_json(run_dir / CONFIG, config)
+        write_status(run_dir, state="queued", created=time.time())
+    except OSError:  # a full disk: leave no half-made run behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir
 
 
@@ -222,6 +229,28 @@ def run_path(root: str | Path, run_id: str) -> Path:
         raise RunIdError(f"{str(run_id)[:80]!r} is not a run id: a run id is a folder name under the runs folder, "
                          "such as 20261204-101500-bbc-news-1a2b, as the Training page lists them.")
     return Path(root) / run_id
+
+
+def swap_in(new: Path, final: Path) -> None:
+    """Make the directory ``new`` be ``final``, replacing an older ``final`` whole: a crash at any moment
+    leaves the old or the new one, or (between the two renames) ``final.old``, which :func:`recover_swap`
+    puts back. Checkpoints and the saved model are written this way."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    faults.point("swap")
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_swap(final: Path) -> bool:
+    """After a crash between :func:`swap_in`'s renames, put the previous ``final`` back; True if it did."""
+    old = final.with_name(final.name + ".old")
+    if not final.exists() and old.is_dir():
+        os.replace(old, final)
+        return True
+    return False
 
 
 def find_run(root: str | Path, run_id_or_path: str) -> Path | None:

@@ -99,7 +99,7 @@ def test_an_uploaded_file_is_named_by_its_own_name_in_the_yaml(tmp_path):
 
     root = tmp_path / "runs"
     saved = save_upload(root, "../../party statements.csv", b"text,label\nhello,a\n")
-    assert saved.parent.parent == root / ".uploads" and saved.name == "party statements.csv"  # no way out of its folder
+    assert saved.parent.parent == root / ".uploads" / "local" and saved.name == "party statements.csv"  # no way out of its folder
     config = RunConfig(name="rt", data=dataclasses.replace(RunConfig().data, source=str(saved)))
     text = forms.yaml_for_download(config, str(root))
     assert yaml.safe_load(text)["data"]["source"] == "party statements.csv"
