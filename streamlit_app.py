@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 from core import runs, serving  # noqa: E402
 from core.access import Action, allowed  # noqa: E402
 from ui.app_state import current_run_id, current_user, logged_out, restore_draft, runs_root, save_draft, select_run  # noqa: E402
+from ui.html import md_literal  # noqa: E402
 from ui.runview import short_label  # noqa: E402
 from ui.widgets import keep_draft  # noqa: E402
 
@@ -79,9 +80,10 @@ with st.sidebar:
             selected = picked
     else:
         st.caption("No runs yet.")
-    st.caption(f"Runs folder: `{root}`")
+    if allowed(user, Action.READ_SERVER_PATH):  # the server's own paths are an admin's to see
+        st.caption(f"Runs folder: `{root}`")
     if serving.shared():
-        st.caption(f"Logged in as **{user.name}** ({user.role})")
+        st.caption(f"Logged in as **{md_literal(user.name)}** ({user.role})")
         if st.button("Log out", icon=":material/logout:", key="logout"):
             logged_out(user)
 

@@ -242,6 +242,12 @@ def cmd_users(args: argparse.Namespace) -> int:
         elif args.users_command == "remove":
             actions.remove_user(LOCAL_USER, home, args.name)
             print(f"removed {args.name}")
+        elif args.users_command == "group":
+            actions.set_group(LOCAL_USER, home, args.group, None if args.remove else args.role)
+            print(f"group {args.group}: {'removed' if args.remove else args.role}")
+        if args.users_command == "list":
+            for group, role in users.list_groups(home):
+                print(f"group {group:26} {role:9} single sign-on")
     except ValueError as exc:  # UsersError, or two different passwords
         _print_error(str(exc))
         return 2
@@ -323,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     q = us.add_parser("remove", help="remove a user (ends their open sessions)")
     q.add_argument("name")
+    q = us.add_parser("group", help="give a single sign-on group (a 'groups' claim) a role, or --remove it")
+    q.add_argument("group")
+    q.add_argument("role", nargs="?", choices=["viewer", "operator", "admin"])
+    q.add_argument("--remove", action="store_true")
     p.set_defaults(func=cmd_users)
 
     sub.add_parser("share-check", help="exit 2, saying why, when the dashboard can't be shared yet (no users)"

@@ -118,6 +118,18 @@ def set_password(user: User, home: str | Path, name: str, password: str) -> None
     audit.record(home, user.name, "set password", name)
 
 
+def log_out(user: User, home: str | Path) -> None:
+    """End every session of ``user`` (anyone may log themselves out)."""
+    users.end_sessions(home, user.name)
+    audit.record(home, user.name, "log out", user.name)
+
+
+def set_group(user: User, home: str | Path, group: str, role: str | None) -> None:
+    check(user, Action.MANAGE_USERS)
+    users.set_group(home, group, role)
+    audit.record(home, user.name, "set group role" if role else "remove group", group, role=role)
+
+
 def remove_user(user: User, home: str | Path, name: str) -> None:
     check(user, Action.MANAGE_USERS)
     users.remove(home, name)

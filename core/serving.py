@@ -12,6 +12,7 @@ from pathlib import Path
 
 SHARED_ENV = "TUNEBOARD_SHARED"
 DATA_ROOTS_ENV = "TUNEBOARD_DATA_ROOTS"
+SECRETS_ENV = "TUNEBOARD_SECRETS"
 
 
 class PathRefused(PermissionError):
@@ -51,12 +52,24 @@ def check_server_path(path: str | Path) -> Path:
                       f"file into one of them, upload it instead, or add its folder to {DATA_ROOTS_ENV}.")
 
 
-def share_problem(home: str | Path) -> str | None:
-    """Why the dashboard must not be shared yet (no one could log in), or None when it may."""
+def load_secrets(repo: str | Path) -> dict:
+    """The dashboard's secrets: the TOML file ``TUNEBOARD_SECRETS`` names, else ``.streamlit/secrets.toml``."""
+    import tomllib
+
+    path = Path(os.environ.get(SECRETS_ENV) or Path(repo) / ".streamlit" / "secrets.toml")
+    if not path.exists():
+        return {}
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def share_problem(home: str | Path, sso: bool = False) -> str | None:
+    """Why the dashboard must not be shared yet (no one could log in), or None when it may. With single
+    sign-on configured, it needs a user or a group with a role (else every identity is refused)."""
     from core import users
 
     try:
-        if users.has_users(home):
+        if users.has_users(home) or (sso and users.has_groups(home)):
             return None
     except users.UsersError as exc:
         return f"Not sharing the dashboard: {exc}"

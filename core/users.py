@@ -154,6 +154,26 @@ def has_users(home: str | Path) -> bool:
     return bool(_read(home)["users"])
 
 
+def set_group(home: str | Path, group: str, role: str | None) -> None:
+    """Give single sign-on group ``group`` a role (``None``: take it away)."""
+    data = _read(home)
+    if role is None:
+        if group not in data["groups"]:
+            raise UsersError(f"No group {group} in {users_path(home)} (groups: {', '.join(sorted(data['groups'])) or 'none'}).")
+        del data["groups"][group]
+    else:
+        data["groups"][group] = str(_role(role, f"group {group}"))
+    _write(home, data)
+
+
+def list_groups(home: str | Path) -> list[tuple[str, Role]]:
+    return [(g, Role(r)) for g, r in sorted(_read(home)["groups"].items())]
+
+
+def has_groups(home: str | Path) -> bool:
+    return bool(_read(home)["groups"])
+
+
 def verify_password(home: str | Path, name: str, password: str) -> User | None:
     """The user when ``password`` is theirs, else None (the same work is done for an unknown name)."""
     entry = _read(home)["users"].get(name) or {}

@@ -109,6 +109,11 @@ def current_user():
     if not serving.shared():
         return LOCAL_USER
     user = login.session_user(runs_root(), st.context.cookies.get(login.COOKIE))
+    if user is None and st.user.is_logged_in:  # single sign-on: the role comes from users.yaml
+        from core import users
+
+        groups = st.user.get("groups")
+        user = users.role_for_identity(runs_root(), st.user.get("email"), groups if isinstance(groups, list) else None)
     if user is None:
         st.warning("Your session has ended (logged out, expired, or your password or account changed).")
         st.link_button("Log in", login.LOGIN_PATH, type="primary")
@@ -118,9 +123,12 @@ def current_user():
 
 def logged_out(user) -> None:
     """End ``user``'s sessions everywhere (the cookie this browser holds stops working) and say so."""
-    from core import login, users
+    from core import actions, login
 
-    users.end_sessions(runs_root(), user.name)
+    if login.session_user(runs_root(), st.context.cookies.get(login.COOKIE)) is not None:
+        actions.log_out(user, runs_root())
+    elif st.user.is_logged_in:
+        st.logout()  # single sign-on: Streamlit's own cookie goes (the provider's session is the provider's)
     st.success("Logged out: your sessions on every device have ended.")
     st.link_button("Log in again", login.LOGIN_PATH)
     st.stop()

@@ -28,12 +28,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(script: str, root: Path, log_dir: Path, **extra_env: str) -> Iterator[str]:
-    """``streamlit run script`` on a free port with ``root`` as its runs folder; yields its URL, and on
-    exit stops it and the job worker it started."""
+def streamlit_server(script: str, root: Path, log_dir: Path, port: int | None = None, **extra_env: str) -> Iterator[str]:
+    """``streamlit run script`` on ``port`` (default: a free one) with ``root`` as its runs folder; yields
+    its URL, and on exit stops it and the job worker it started."""
     from core import jobs
 
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "TUNEBOARD_HOME": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TUNEBOARD_WORKER_IDLE_S": "30",  # OMP_NUM_THREADS: the test process's share (tests/conftest.py)
            # The faster cadence of larger machines: the test's waits (progress moves, refresh mid-run)

@@ -205,7 +205,8 @@ def test_the_page_rule_sees_a_page_that_trains(tmp_path):
 # Every state-changing action goes through core.actions (the role check, the limits, the audit line):
 # a page that called core.jobs or core.uploads directly would skip all three.
 GUARDED = {("jobs", "submit"), ("jobs", "cancel"), ("jobs", "resume"), ("jobs", "delete"), ("uploads", "save_upload"),
-           ("users", "add"), ("users", "set_role"), ("users", "remove"), ("users", "set_password")}
+           ("users", "add"), ("users", "set_role"), ("users", "remove"), ("users", "set_password"),
+           ("users", "set_group"), ("users", "end_sessions")}
 
 
 def unguarded_actions(path: Path) -> list[str]:

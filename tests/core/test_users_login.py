@@ -68,12 +68,16 @@ def test_a_broken_users_file_is_named_not_a_traceback(tmp_path):
 
 def test_single_sign_on_roles_come_from_the_address_or_the_highest_group(home):
     users.add(home, "erin@example.com", "admin", None)
-    data = yaml.safe_load(users.users_path(home).read_text())
-    data["groups"] = {"ml-team": "operator", "everyone": "viewer"}
-    users.users_path(home).write_text(yaml.safe_dump(data))
+    users.set_group(home, "ml-team", "operator")
+    users.set_group(home, "everyone", "viewer")
+    assert users.list_groups(home) == [("everyone", Role.VIEWER), ("ml-team", Role.OPERATOR)]
     assert users.role_for_identity(home, "erin@example.com", ["everyone"]) == User("erin@example.com", Role.ADMIN)
     assert users.role_for_identity(home, "x@example.com", ["everyone", "ml-team"]) == User("x@example.com", Role.OPERATOR)
     assert users.role_for_identity(home, "x@example.com", ["other"]) is None
+    users.set_group(home, "ml-team", None)
+    assert users.role_for_identity(home, "x@example.com", ["ml-team"]) is None
+    with pytest.raises(users.UsersError, match="No group ml-team"):
+        users.set_group(home, "ml-team", None)
 
 
 def test_lock_out_after_repeated_failures_per_user_and_per_address(home):
