@@ -7,6 +7,7 @@ directories at any time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -185,31 +186,39 @@ def connect(root: str | Path) -> sqlite3.Connection:
     return con
 
 
+def _insert(con: sqlite3.Connection, summaries: list[RunSummary]) -> None:
+    for s in summaries:
+        d = s.as_dict()
+        con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(d)}) VALUES ({', '.join('?' * len(d))})", list(d.values()))
+
+
 def index_run(root: str | Path, run_dir: str | Path) -> RunSummary:
     summary = summarize(run_dir)
-    with connect(root) as con:
-        d = summary.as_dict()
-        con.execute(
-            f"INSERT OR REPLACE INTO runs ({', '.join(d)}) VALUES ({', '.join('?' * len(d))})",
-            list(d.values()),
-        )
+    with contextlib.closing(connect(root)) as con:
+        _insert(con, [summary])
     return summary
 
 
 def refresh_index(root: str | Path) -> list[RunSummary]:
-    """Rebuild the index from the run directories (deleted runs drop out) and return newest first."""
+    """Rebuild the index from the run directories (deleted runs drop out) and return newest first.
+
+    One transaction: every dashboard session refreshes on each page load, and two refreshes whose
+    deletes and inserts interleaved used to collide on a run id.
+    """
     root = Path(root)
     if not root.exists():
         return []
     summaries = [summarize(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     summaries = [s for s in summaries if s.state != "broken" or Path(s.path, STATUS).exists() or Path(s.path, CONFIG).exists()]
-    with connect(root) as con:
-        con.execute("DELETE FROM runs")
-        for s in summaries:
-            d = s.as_dict()
-            con.execute(
-                f"INSERT INTO runs ({', '.join(d)}) VALUES ({', '.join('?' * len(d))})", list(d.values())
-            )
+    with contextlib.closing(connect(root)) as con:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("DELETE FROM runs")
+            _insert(con, summaries)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
     return sorted(summaries, key=lambda s: s.created, reverse=True)
 
 

@@ -77,3 +77,31 @@ def test_cancel_flag(tmp_path):
     assert not runs.cancel_requested(tmp_path)
     runs.request_cancel(tmp_path)
     assert runs.cancel_requested(tmp_path)
+
+
+def test_many_sessions_refreshing_the_index_at_once_never_collide(tmp_path):
+    # Every dashboard session refreshes the index on each page load: ten of them at once (the team
+    # link's load benchmark) interleaved the DELETE and the INSERTs and failed on a run id.
+    import threading
+
+    from core import runs
+
+    root = tmp_path / "runs"
+    made = [runs.create_run_dir(root, f"r{i}", {"name": f"r{i}"}) for i in range(12)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def refresh() -> None:
+        start.wait()
+        try:
+            for _ in range(15):
+                assert len(runs.refresh_index(root)) == len(made)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresh) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
