@@ -217,6 +217,10 @@ class TrainConfig:
     )
     log_every: int = _opt(10, "Write a step event every N optimizer steps.", min=1)
     seed: int = _opt(42, "Seed of initialisation, shuffling and dropout.", min=0)
+    keep_checkpoint: bool = _opt(
+        False, "Keep checkpoints/ (the resumable state: weights and AdamW moments, about 4x the model) after the run "
+        "completes. Off, a completed run keeps its model, report, predictions and events."
+    )
 
     def __post_init__(self) -> None:
         _validate(self, "train")

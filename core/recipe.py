@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import time
 import traceback
@@ -290,6 +291,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
             "metric": metric_name, "test_headline": headline})
     runs.write_status(run_dir, state="completed", finished=time.time(), step=result.global_step)
     runs.index_run(config.runs_root, run_dir)
+    if not config.train.keep_checkpoint:  # after "completed": a kill before this leaves only extra bytes
+        shutil.rmtree(run_dir / Path(runs.CHECKPOINT_DIR).parent, ignore_errors=True)
     return RunOutcome(run_dir, "completed", result, report)
 
 

@@ -45,7 +45,9 @@ def crash_then_resume(root, monkeypatch, run_id: str, at: str | None) -> None:
 def test_kill_9_at_every_dangerous_point_then_resume_to_the_same_end(runs_root, monkeypatch):
     root = runs_root
     # 64 rows, batch 16, 2 epochs: 8 steps; an evaluation and a checkpoint every 2 steps
-    run_id = jobs.submit(tiny_config(root, "killed", train_rows=64, eval_rows=16, epochs=2, eval_every=2), root)
+    # keep_checkpoint: the last check below also reads the checkpoint a completed run keeps on request
+    run_id = jobs.submit(tiny_config(root, "killed", train_rows=64, eval_rows=16, epochs=2, eval_every=2,
+                                     keep_checkpoint=True), root)
     run_dir = root / run_id
     monkeypatch.setenv(faults.ENV, "step:3")  # during step 3, after the checkpoint of step 2
     jobs.ensure_worker(root, idle_exit_s=2)
