@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from transformers import get_scheduler
 
 from core import faults, frozen_cache, runs
 from core.config import RunConfig
@@ -44,7 +43,7 @@ from core.device import (  # noqa: F401 - re-exported: bench and tests import so
 from core.events import EventSink
 from core.frozen_cache import FrozenPrefixCache
 from core.metrics import greater_is_better
-from core.schedule import plan_steps
+from core.schedule import lr_schedule, plan_steps
 from core.strategy_plan import StrategyPlan
 from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, PaddingCollator, eval_batches
 
@@ -230,8 +229,7 @@ def train(
     fast_path = accelerator.device.type == "cuda" or resolve_precision(cfg.precision, config.task) == "bf16"
     optimizer = make_optimizer(plan.param_groups, cfg.learning_rate, accelerator.device, fused=fast_path)
     # ceil, as transformers' Trainer rounds a warmup ratio: the two schedules agree step for step (bench.equivalence).
-    scheduler = get_scheduler(cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup", optimizer,
-                              num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+    scheduler = lr_schedule(cfg.scheduler, optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     if accelerator.device.type == "cpu" and cfg.fast_cpu_dropout:
         use_cpu_dropout(plan.model)  # dropout was 22% of a CPU step; see core/cpu_dropout.py
     model, optimizer, scheduler = accelerator.prepare(plan.model, optimizer, scheduler)

@@ -35,6 +35,17 @@ def test_core_cli_runs_without_streamlit_loaded():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
 
 
+def test_a_full_fine_tuning_trainer_loads_no_peft():
+    # peft (1.7 s of start-up) is for the peft strategies only; transformers.optimization used to pull it in.
+    code = (
+        "import sys\n"
+        "from core.recipe import run_training\n"
+        "from core.strategies import build_strategy\n"
+        "assert 'peft' not in sys.modules, sorted(m for m in sys.modules if m.startswith('peft'))[:5]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+
+
 def test_core_never_imports_scattertext_or_snownlp():
     for p in (REPO / "core").rglob("*.py"):
         assert not {"scattertext", "snownlp"} & imported_modules(p), p.name

@@ -184,3 +184,29 @@ def test_resume_from_a_checkpoint_in_the_earlier_format(tmp_path):
     assert [e["step"] for e in resumed.evals] == [e["step"] for e in full.evals]
     for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "constant"])
+@pytest.mark.parametrize(("warmup", "total"), [(0, 10), (3, 10), (6, 100), (10, 10)])
+def test_schedules_are_transformers_own_step_for_step(name, warmup, total):
+    # core.schedule writes transformers' formulas out (importing transformers.optimization pulls in
+    # all of peft); they must give the same rate at every step, and save their state the same way.
+    from transformers import get_scheduler
+
+    from core.schedule import lr_schedule
+
+    def rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        scheduler = make(optimizer)
+        out = []
+        for _ in range(total + 2):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out, scheduler.state_dict()
+
+    ours, our_state = rates(lambda o: lr_schedule(name, o, warmup, total))
+    theirs, their_state = rates(lambda o: get_scheduler("constant_with_warmup" if name == "constant" else name, o,
+                                                        num_warmup_steps=warmup, num_training_steps=total))
+    assert ours == pytest.approx(theirs, abs=1e-12)
+    assert our_state["last_epoch"] == their_state["last_epoch"] and our_state["_last_lr"] == pytest.approx(their_state["_last_lr"])
