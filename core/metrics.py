@@ -32,10 +32,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.special
-import scipy.stats
-import seqeval.metrics
-import sklearn.metrics as skm
+
+
+class _OnFirstUse:
+    """A module imported the first time one of its names is used: scikit-learn, seqeval and scipy
+    take 0.6 s to import, which a trainer needs at its first evaluation, not before its first step."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+skm = _OnFirstUse("sklearn.metrics")
+seqeval_metrics = _OnFirstUse("seqeval.metrics")
+stats = _OnFirstUse("scipy.stats")
+special = _OnFirstUse("scipy.special")
 
 # Kept in step with core.config.TASKS by a test, not by an import: metrics stays free of config.
 METRIC_NAMES: dict[str, tuple[str, ...]] = {
@@ -132,12 +147,12 @@ def resolve_metric_for_best(task: str, configured: str) -> str:
 
 def softmax(logits: Any) -> np.ndarray:
     """Row-wise softmax over the last axis (stable for large logits)."""
-    return scipy.special.softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+    return special.softmax(np.asarray(logits, dtype=np.float64), axis=-1)
 
 
 def sigmoid(x: Any) -> np.ndarray:
     """Element-wise logistic function (stable for large |x|)."""
-    return scipy.special.expit(np.asarray(x, dtype=np.float64))
+    return special.expit(np.asarray(x, dtype=np.float64))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -303,8 +318,8 @@ def compute_metrics(
         with warnings.catch_warnings():
             # Constant inputs or a single example leave correlation and r2 undefined (NaN): don't warn.
             warnings.simplefilter("ignore")
-            pearson = scipy.stats.pearsonr(y, p)[0] if len(y) > 1 else math.nan
-            spearman = scipy.stats.spearmanr(y, p)[0] if len(y) > 1 else math.nan
+            pearson = stats.pearsonr(y, p)[0] if len(y) > 1 else math.nan
+            spearman = stats.spearmanr(y, p)[0] if len(y) > 1 else math.nan
             r2 = skm.r2_score(y, p) if len(y) > 1 else math.nan
         out = {
             "mse": float(skm.mean_squared_error(y, p)),
@@ -318,10 +333,10 @@ def compute_metrics(
         y, p = _token(label_names, gold, scores)
         # Entity level, seqeval's default (conlleval) mode: an I- tag without a B- still opens an entity.
         out = {
-            "precision": float(seqeval.metrics.precision_score(y, p, zero_division=0)),
-            "recall": float(seqeval.metrics.recall_score(y, p, zero_division=0)),
-            "f1": float(seqeval.metrics.f1_score(y, p, zero_division=0)),
-            "token_accuracy": float(seqeval.metrics.accuracy_score(y, p)),
+            "precision": float(seqeval_metrics.precision_score(y, p, zero_division=0)),
+            "recall": float(seqeval_metrics.recall_score(y, p, zero_division=0)),
+            "f1": float(seqeval_metrics.f1_score(y, p, zero_division=0)),
+            "token_accuracy": float(seqeval_metrics.accuracy_score(y, p)),
         }
     # An undefined value (a correlation of constant inputs) is reported as 0.0: report.json allows no NaN.
     return {name: _finite(value) for name, value in out.items()}
@@ -360,7 +375,7 @@ def classification_report(
         with warnings.catch_warnings():
             # With no entities at all seqeval averages an empty list (NaN, turned into 0.0 by _row) and numpy warns.
             warnings.simplefilter("ignore", RuntimeWarning)
-            report = seqeval.metrics.classification_report(y, p, output_dict=True, zero_division=0)
+            report = seqeval_metrics.classification_report(y, p, output_dict=True, zero_division=0)
         avgs = ("micro avg", "macro avg", "weighted avg")
         names = [name for name in report if name not in avgs] + [name for name in avgs if name in report]
         return [

@@ -35,13 +35,15 @@ def test_core_cli_runs_without_streamlit_loaded():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
 
 
-def test_a_full_fine_tuning_trainer_loads_no_peft():
-    # peft (1.7 s of start-up) is for the peft strategies only; transformers.optimization used to pull it in.
+def test_a_full_fine_tuning_trainer_loads_no_peft_and_no_metrics_libraries_before_it_trains():
+    # peft (1.7 s of start-up) is for the peft strategies only; transformers.optimization used to pull it
+    # in. scikit-learn, seqeval and scipy (0.6 s) wait for the first evaluation (core.metrics._OnFirstUse).
     code = (
         "import sys\n"
         "from core.recipe import run_training\n"
         "from core.strategies import build_strategy\n"
-        "assert 'peft' not in sys.modules, sorted(m for m in sys.modules if m.startswith('peft'))[:5]\n"
+        "loaded = {m.split('.')[0] for m in sys.modules} & {'peft', 'sklearn', 'seqeval', 'scipy'}\n"
+        "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
 
