@@ -32,11 +32,6 @@ class LimitReached(PermissionError):
     """A configured limit refuses the action; the message names the limit and how to raise it."""
 
 
-def require(user: User, action: Action) -> None:
-    """The role check alone, for an action that changes nothing on disk but spends the machine (pre-flight)."""
-    check(user, action)
-
-
 def submit(user: User, configs: Sequence[Any], root: str | Path, *, start_worker: bool = True,
            limits: Limits | None = None) -> list[str]:
     """Queue one run per RunConfig, owned by ``user``; returns their run ids in queue order."""

@@ -142,7 +142,12 @@ def owners(root: str | Path) -> dict[str, str]:
 
 def owner_of(root: str | Path, run_id: str) -> str | None:
     """Who started ``run_id``: the owner of its first job (resuming it does not change who owns it)."""
-    return owners(root).get(run_id)
+    if not Path(root, runs.INDEX).exists():
+        return None
+    with _db(root) as con:
+        row = con.execute("SELECT owner FROM jobs WHERE run_id = ? AND owner IS NOT NULL ORDER BY id LIMIT 1",
+                          (run_id,)).fetchone()
+    return row["owner"] if row else None
 
 
 def queue_position(root: str | Path, run_id: str) -> int | None:

@@ -54,8 +54,9 @@ def _auth_dir(home: str | Path) -> Path:
 
 
 @contextmanager
-def _failures(home: str | Path) -> Iterator[dict[str, list[float]]]:
-    """The failure times by key ("user:NAME", "client:ADDRESS"), read and written under a file lock."""
+def _failures(home: str | Path, write: bool = True) -> Iterator[dict[str, list[float]]]:
+    """The failure times by key ("user:NAME", "client:ADDRESS"), read (and with ``write``, written back)
+    under a file lock."""
     path = _auth_dir(home) / "failures.json"
     with open(_auth_dir(home) / "failures.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -64,9 +65,10 @@ def _failures(home: str | Path) -> Iterator[dict[str, list[float]]]:
         except (OSError, ValueError):
             data = {}  # a damaged counter file only forgets failures; it never locks anyone out
         yield data
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        if write:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, path)
 
 
 def _locked_for(times: list[float], now: float, policy: LockoutPolicy) -> float:
@@ -81,7 +83,7 @@ def log_in(home: str | Path, name: str, password: str, client: str | None,
     """The user for a correct name and password; :class:`LoginRefused` otherwise."""
     now = time.time()
     keys = [f"user:{name}"] + ([f"client:{client}"] if client else [])
-    with _failures(home) as failures:
+    with _failures(home, write=False) as failures:
         for key in keys:
             wait = _locked_for(failures.get(key, []), now, policy)
             if wait:

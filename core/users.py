@@ -15,6 +15,7 @@ the user's next click.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -32,8 +33,13 @@ USERS_FILE = "users.yaml"
 MIN_PASSWORD_LENGTH = 10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended cost
-# A hash to verify against when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the name is unknown, so a wrong name costs as long as a wrong
+    password (made on the first login, not when the module is imported)."""
+    return _HASHER.hash("not a password of anyone")
 
 
 class UsersError(ValueError):
@@ -177,7 +183,7 @@ def has_groups(home: str | Path) -> bool:
 def verify_password(home: str | Path, name: str, password: str) -> User | None:
     """The user when ``password`` is theirs, else None (the same work is done for an unknown name)."""
     entry = _read(home)["users"].get(name) or {}
-    stored = entry.get("password") or _DUMMY_HASH
+    stored = entry.get("password") or _dummy_hash()
     try:
         _HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):

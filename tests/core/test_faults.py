@@ -14,8 +14,8 @@ import pytest
 
 from core import faults, jobs, runs
 from core.events import read_events
-from tests.core.test_jobs import state, wait_for, worker_of
 from tests.support.tiny import tiny_config
+from tests.support.waits import state, wait_for, worker_of
 
 pytestmark = pytest.mark.slow
 

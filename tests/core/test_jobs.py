@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 
@@ -16,28 +14,9 @@ from core import jobs, runs
 from core.events import read_events
 from tests.support.paths import REPO
 from tests.support.tiny import tiny_config
+from tests.support.waits import state, wait_for, worker_of
 
 pytestmark = pytest.mark.slow
-
-
-
-def wait_for(predicate, what: str, while_alive=None, poll: float = 0.2):
-    """Poll until ``predicate`` holds. No deadline: how fast is not what these tests check, and on a
-    busy machine any deadline flakes (pytest-timeout ends a real hang). It gives up, and fails, as soon
-    as ``while_alive`` says the process that would make it true is gone."""
-    while not (value := predicate()):
-        if while_alive is not None and not while_alive() and not (value := predicate()):
-            raise AssertionError(f"the process that was to bring {what} is gone")
-        time.sleep(poll)
-    return value
-
-
-def worker_of(root: Path):
-    return lambda: jobs.worker_alive(root)
-
-
-def state(root: Path, run_id: str) -> str | None:
-    return runs.read_status(root / run_id).get("state")
 
 
 @pytest.fixture
