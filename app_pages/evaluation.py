@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import derived
 from core.access import Action, allowed, refusal
 from core.exports import to_csv_bytes
 from ui import charts
@@ -59,6 +60,18 @@ predictions = read_predictions(str(pred_path), pred_path.stat().st_mtime) if pre
 # --- headline cards ---------------------------------------------------------------------------------
 st.caption(f"`{run_id}` · {report.get('model', {}).get('name')} · strategy {report.get('strategy', {}).get('kind')} · "
            f"{shown.get('num_examples', 0):,} {split} examples")
+lineage = derived.lineage(report)
+if lineage:  # a derived run: what it was made from, and what that cost
+    parent = lineage["parents"][0] if lineage["parents"] else "?"
+    change = f" ({lineage['change']:+.4f})" if lineage["change"] is not None else ""
+    sizes = (f" · weights {lineage['weights_mb']:.1f} MB, the parent's {lineage['parent_weights_mb']:.1f} MB"
+             if lineage["weights_mb"] is not None and lineage["parent_weights_mb"] is not None else "")
+    parent_value = f"{lineage['parent_value']:.4f}" if lineage["parent_value"] is not None else "?"
+    st.info(f"**{md_literal(lineage['method'])}** of run `{parent}`, evaluated on the parent's {split} split: "
+            f"{md_literal(lineage['metric'])} {lineage['value']:.4f} against the parent's {parent_value}{change}{sizes}.",
+            icon=":material/compress:")
+    st.page_link("app_pages/evaluation.py", label="Open the parent run", icon=":material/arrow_upward:",
+                 query_params={"run": parent})
 headline = shown.get("headline", {})
 card_names = [n for n in (headline.get("name"), "accuracy", "f1_macro", "f1", "precision", "recall", "mse", "pearson", "loss")
               if n and n in metrics]

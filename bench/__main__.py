@@ -19,21 +19,30 @@ from typing import Any
 
 from bench.common import BATCH, RESULTS, ROOT, STEPS, Spec, load_avg, run_worker, train_flops
 
-SYSTEMS = ("hf_tutorial", "hf_tuned", "hf_best", "hf_best_malloc", "tuneboard")
+SYSTEMS = ("hf_tutorial", "hf_tuned", "hf_best", "hf_best_malloc", "tuneboard_fp32", "tuneboard")
+FP32 = (("precision", "fp32"),)  # tuneboard_fp32: Tuneboard with precision=fp32, the default path of a CPU without native bf16
 # Which Trainer variants run per strategy by default: the targets compare full against all three,
 # freeze and lora against the tuned Trainer (bench --all-systems runs every pair).
-DEFAULT_SYSTEMS = {"full": ("hf_tutorial", "hf_tuned", "hf_best", "tuneboard", "hf_best_malloc"), "freeze": ("hf_tuned", "tuneboard"),
-                   "lora": ("hf_tuned", "tuneboard")}
+DEFAULT_SYSTEMS = {"full": ("hf_tutorial", "hf_tuned", "hf_best", "tuneboard", "tuneboard_fp32", "hf_best_malloc"),
+                   "freeze": ("hf_tuned", "tuneboard"), "lora": ("hf_tuned", "tuneboard")}
+# --precision fp32: every comparison in fp32 (Trainer's bf16 variants left out).
+FP32_SYSTEMS = {"full": ("hf_tutorial", "hf_tuned", "tuneboard_fp32"), "freeze": ("hf_tuned", "tuneboard_fp32"),
+                "lora": ("hf_tuned", "tuneboard_fp32")}
 # The tutorial Trainer is slow (everything padded to 128) and hf_best_malloc (hf_best given Tuneboard's malloc
 # thresholds) is a reference point: one configuration each is enough.
 ONE_CONFIG_ONLY, ONE_CONFIG_EPOCHS = ("hf_tutorial", "hf_best_malloc"), (1,)
-LEVERS = [  # (label, strategy, epochs, the lever switched off relative to tuneboard's defaults)
-    ("bf16 autocast (vs fp32)", "full", 1, (("precision", "fp32"),)),
-    ("CPU dropout + eager attention (vs torch dropout + SDPA)", "full", 1, (("fast_cpu_dropout", False),)),
-    ("fused AdamW (vs for-loop AdamW)", "full", 1, (("fused_adamw", False),)),
-    ("malloc thresholds (vs glibc defaults)", "full", 1, (("allocator", False),)),
-    ("padding to a multiple of 8 (vs 1)", "full", 1, (("pad_to_multiple_of", 1),)),
-    ("frozen-layer cache (vs recomputing), freeze", "freeze", 3, (("frozen_cache", False),)),
+LEVERS = [  # (label, strategy, epochs, A: tuneboard's defaults plus these, B: A with one lever switched off)
+    ("bf16 autocast (vs fp32)", "full", 1, (), (("precision", "fp32"),)),
+    ("CPU dropout + eager attention (vs torch dropout + SDPA)", "full", 1, (), (("fast_cpu_dropout", False),)),
+    ("CPU dropout + eager attention, fp32", "full", 1, FP32, (*FP32, ("fast_cpu_dropout", False))),
+    ("fused AdamW (vs for-loop AdamW)", "full", 1, (), (("fused_adamw", False),)),
+    ("fused AdamW, fp32", "full", 1, FP32, (*FP32, ("fused_adamw", False))),
+    ("first-token top layer (vs every token)", "full", 1, (), (("cls_only_top_layer", False),)),
+    ("first-token top layer, fp32", "full", 1, FP32, (*FP32, ("cls_only_top_layer", False))),
+    ("malloc thresholds (vs glibc defaults)", "full", 1, (), (("allocator", False),)),
+    ("padding to a multiple of 8 (vs 1)", "full", 1, (), (("pad_to_multiple_of", 1),)),
+    ("2 intra-op threads on 2 cores (vs 1)", "full", 1, (), (("threads", 1),)),
+    ("frozen-layer cache (vs recomputing), freeze", "freeze", 3, (), (("frozen_cache", False),)),
 ]
 
 
@@ -51,13 +60,28 @@ def data_facts(spec: Spec) -> dict[str, Any]:
     texts = bundle.train["text"].astype(str).tolist()
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]]
     return {"rows": len(lengths), "tokens_per_pass": int(sum(lengths)), "median_length": sorted(lengths)[len(lengths) // 2],
+            "padded_tokens_per_pass": padded_tokens(lengths, spec.seed),
             "flops_per_pass": {s: train_flops(s, lengths) for s in ("full", "freeze", "lora")}}
 
 
+def padded_tokens(lengths: list[int], seed: int) -> int:
+    """Tokens Tuneboard's length-grouped batches compute, padding to a multiple of 8 included: the most
+    sequence packing (no padding at all) could remove is this over the non-padding tokens."""
+    import numpy as np
+
+    from core.tokenize import LengthGroupedBatches
+
+    batches = LengthGroupedBatches(np.asarray(lengths), BATCH, seed)
+    batches.set_epoch(0)
+    return int(sum(len(b) * -(-max(lengths[i] for i in b) // 8) * 8 for b in batches))
+
+
 def measure(spec: Spec, facts: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
-    print(f"  {spec.system:<12} {spec.strategy:<6} {spec.epochs} epoch(s) ... ", end="", flush=True)
+    print(f"  {spec.system:<14} {spec.strategy:<6} {spec.epochs} epoch(s) ... ", end="", flush=True)
     load_before = load_avg()
-    r = run_worker("bench.worker", json.dumps(spec.to_dict()))
+    run_as = spec if spec.system != "tuneboard_fp32" else Spec("tuneboard", spec.strategy, spec.epochs, spec.steps,
+                                                                (*FP32, *spec.levers), spec.out_dir, spec.seed)
+    r = run_worker("bench.worker", json.dumps(run_as.to_dict()))
     samples = spec.train_rows * spec.epochs
     r.update(system=spec.system, strategy=spec.strategy, epochs=spec.epochs, rows=spec.train_rows, samples=samples,
              levers=[list(x) for x in spec.levers], load_before=load_before, load_after=load_avg())
@@ -75,7 +99,7 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = sorted({(r["strategy"], r["epochs"]) for r in results}, key=lambda k: (["full", "freeze", "lora"].index(k[0]), k[1]))
     for strategy, epochs in keys:
         by = {r["system"]: r for r in results if (r["strategy"], r["epochs"]) == (strategy, epochs) and not r["levers"]}
-        tb = by.get("tuneboard")
+        tb = by.get("tuneboard") or by.get("tuneboard_fp32")
         if not tb:
             continue
         row: dict[str, Any] = {"strategy": strategy, "epochs": epochs}
@@ -84,6 +108,9 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[f"vs_{other}"] = tb["train_samples_per_s"] / by[other]["train_samples_per_s"]
                 row[f"eval_vs_{other}"] = tb["eval_samples_per_s"] / by[other]["eval_samples_per_s"]
                 row[f"accuracy_minus_{other}"] = tb["accuracy"] - by[other]["accuracy"]
+        if "tuneboard_fp32" in by and "hf_tuned" in by:  # fp32 against fp32: the path of a CPU without native bf16
+            row["fp32_vs_hf_tuned"] = by["tuneboard_fp32"]["train_samples_per_s"] / by["hf_tuned"]["train_samples_per_s"]
+            row["fp32_accuracy_minus_hf_tuned"] = by["tuneboard_fp32"]["accuracy"] - by["hf_tuned"]["accuracy"]
         rows.append(row)
     return rows
 
@@ -123,27 +150,38 @@ def markdown(report: dict[str, Any]) -> str:
         "(6 x layer params x tokens + attention; less for freeze and LoRA, see bench/common.py) against the peak of the dtype used. "
         "hf_tutorial: Trainer, padding to 128, defaults; hf_tuned: + dynamic padding (multiple of 8) and length grouping; "
         "hf_best: + bf16; hf_best_malloc: hf_best given Tuneboard's malloc thresholds (a reference point: how much of the gap "
-        "is the allocator). Learning rates: 1e-4 (full, freeze), 1e-3 (LoRA r=8 on query/value); weight decay 0.01, "
+        "is the allocator). MB written: what the run wrote to disk (the Trainer runs here save nothing; Tuneboard "
+        "writes its best model and its resumable checkpoint, removed when the run completes; bench.command compares "
+        "like with like). Learning rates: 1e-4 (full, freeze), 1e-3 (LoRA r=8 on query/value); weight decay 0.01, "
         "6% warmup, linear decay, clipping at 1.0, seed 42, for every system.",
         "",
         "| strategy | epochs | system | dtype | train samples/s | train tokens/s | eval samples/s | MFU | peak RSS MB | wall s "
-        "| accuracy | eval loss |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| MB written | accuracy | eval loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = ["full", "freeze", "lora"]
     for r in sorted(report["results"], key=lambda r: (order.index(r["strategy"]), r["epochs"], SYSTEMS.index(r["system"]))):
         lines.append(f"| {r['strategy']} | {r['epochs']} | {r['system']} | {r['dtype']} | {r['train_samples_per_s']:.1f} | "
                      f"{r['train_tokens_per_s']:.0f} | {r['eval_samples_per_s']:.1f} | {100 * r['mfu']:.0f}% | {r['peak_rss_mb']:.0f} | "
-                     f"{r['wall_s']:.0f} | {r['accuracy']:.3f} | {r['eval_loss']:.3f} |")
+                     f"{r['wall_s']:.0f} | {written(r)} | {r['accuracy']:.3f} | {r['eval_loss']:.3f} |")
     lines += ["", "Ratios, tuneboard / Trainer (training samples/s; accuracy difference in points):", "",
-              "| strategy | epochs | / hf_best | / hf_tuned | / hf_tutorial | / hf_best_malloc | accuracy vs hf_tuned |",
-              "|---|---|---|---|---|---|---|"]
+              "| strategy | epochs | / hf_best | / hf_tuned | / hf_tutorial | / hf_best_malloc | accuracy vs hf_tuned "
+              "| fp32: tuneboard_fp32 / hf_tuned | fp32 accuracy vs hf_tuned |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for row in report["ratios"]:
         def cell(key: str, row: dict[str, Any] = row) -> str:
             return f"{row[key]:.2f}x" if key in row else "—"
         acc = f"{100 * row['accuracy_minus_hf_tuned']:+.1f}" if "accuracy_minus_hf_tuned" in row else "—"
+        acc32 = f"{100 * row['fp32_accuracy_minus_hf_tuned']:+.1f}" if "fp32_accuracy_minus_hf_tuned" in row else "—"
         lines.append(f"| {row['strategy']} | {row['epochs']} | {cell('vs_hf_best')} | {cell('vs_hf_tuned')} | "
-                     f"{cell('vs_hf_tutorial')} | {cell('vs_hf_best_malloc')} | {acc} |")
+                     f"{cell('vs_hf_tutorial')} | {cell('vs_hf_best_malloc')} | {acc} | {cell('fp32_vs_hf_tuned')} | {acc32} |")
+    if report.get("padding"):
+        by_epochs = {epochs: (padded, real) for _, epochs, padded, real in report["padding"]}  # the same rows per strategy
+        lines += ["", "Padding: Tuneboard's length-grouped batches (padded to a multiple of 8) compute " + "; ".join(
+            f"{100 * (padded / real - 1):.1f}% more tokens than the texts have in the {epochs}-epoch configurations"
+            for epochs, (padded, real) in sorted(by_epochs.items())) + " (the most sequence packing could remove)."]
+    for command in report.get("command", []):
+        lines += ["", command]
     if report.get("predict"):
         p = report["predict"]
         tps = p["texts_per_s"]
@@ -153,6 +191,10 @@ def markdown(report: dict[str, Any]) -> str:
                       f"Predictor(precision='auto', bf16) {tps['predictor_bf16']:.0f} texts/s ({p['bf16_ratio_vs_pipeline']:.1f}x). "
                       f"Same labels as pipeline(): {100 * p['agreement']:.1f}% (fp32), {100 * p['bf16_agreement']:.1f}% (bf16)."]
     return "\n".join(lines) + "\n"
+
+
+def written(r: dict[str, Any]) -> str:
+    return f"{r['bytes_written'] / 1e6:.0f}" if r.get("bytes_written") is not None else "—"
 
 
 def update_readme(table: str) -> None:
@@ -169,7 +211,7 @@ def levers_markdown(report: dict[str, Any]) -> str:
              f"in fresh processes, {report['steps']} optimizer steps each (load {report['load_start'][0]} → {report['load_end'][0]}).", "",
              "| lever | strategy, epochs | A samples/s | B samples/s | gain A/B | accuracy A / B |", "|---|---|---|---|---|---|"]
     results = report["results"]
-    for (label, strategy, epochs, _), a, b in zip(LEVERS, results[0::2], results[1::2], strict=False):
+    for (label, strategy, epochs, _, _), a, b in zip(LEVERS, results[0::2], results[1::2], strict=False):
         lines.append(f"| {label} | {strategy}, {epochs} | {a['train_samples_per_s']:.1f} | {b['train_samples_per_s']:.1f} | "
                      f"{a['train_samples_per_s'] / b['train_samples_per_s']:.2f}x | {a['accuracy']:.3f} / {b['accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -183,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all-systems", action="store_true", help="run hf_best (and hf_tutorial) for every configuration")
     parser.add_argument("--levers", action="store_true", help="measure tuneboard's levers one by one instead (levers.json/md)")
     parser.add_argument("--no-predict", action="store_true", help="skip the Predictor vs pipeline() measurement")
+    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help="auto: Tuneboard's default and fp32 side by side with Trainer's variants; fp32: every system in fp32")
+    parser.add_argument("--no-command", action="store_true", help="skip the whole-command measurement (bench.command)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default bench/results)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -195,9 +240,13 @@ def main(argv: list[str] | None = None) -> None:
 
     results: list[dict[str, Any]] = []
     rows: dict[int, int] = {}
+    padding: list[tuple[str, int, int, int]] = []
+    from core.device import cpu_has_native_bf16
+
+    native_bf16 = cpu_has_native_bf16()
     if args.levers:
-        for _, strategy, epochs, levers in LEVERS:
-            spec = Spec("tuneboard", strategy, epochs, steps=args.steps, out_dir=str(runs_root))
+        for _, strategy, epochs, base, levers in LEVERS:
+            spec = Spec("tuneboard", strategy, epochs, steps=args.steps, levers=base, out_dir=str(runs_root))
             facts = data_facts(spec)
             results.append(measure(spec, facts, peak))
             variant = Spec("tuneboard", strategy, epochs, steps=args.steps, levers=levers, out_dir=str(runs_root))
@@ -205,10 +254,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         configs = [(s, int(e)) for s in args.strategies.split(",") for e in args.epochs.split(",")]
         for i, (strategy, epochs) in enumerate(configs):
-            systems = [s for s in (SYSTEMS if args.all_systems else DEFAULT_SYSTEMS[strategy])
+            by_strategy = FP32_SYSTEMS if args.precision == "fp32" else DEFAULT_SYSTEMS
+            systems = [s for s in (SYSTEMS if args.all_systems else by_strategy[strategy])
                        if s not in ONE_CONFIG_ONLY or args.all_systems or epochs in ONE_CONFIG_EPOCHS]
+            if not native_bf16 and args.precision != "fp32":  # Tuneboard's default is fp32 here: the same run twice
+                systems = [s for s in systems if s != "tuneboard_fp32"]
             systems = systems if i % 2 == 0 else systems[::-1]
             facts = data_facts(Spec("tuneboard", strategy, epochs, steps=args.steps))
+            padding.append((strategy, epochs, facts["padded_tokens_per_pass"], facts["tokens_per_pass"]))
             rows[epochs] = facts["rows"]
             print(f"{strategy}, {epochs} epoch(s): {facts['rows']} rows, median {facts['median_length']} tokens", flush=True)
             for system in systems:
@@ -229,6 +282,14 @@ def main(argv: list[str] | None = None) -> None:
     if full_runs and not args.no_predict:
         print("prediction: Predictor vs pipeline() ...", flush=True)
         report["predict"] = run_worker("bench.predict", full_runs[0]["run_dir"])
+    if not args.no_command:
+        from bench import command
+
+        report["command"] = []
+        for precision in ("fp32", "bf16") if native_bf16 and args.precision == "auto" else ("fp32",):
+            print(f"whole command ({precision}): core train vs a Trainer script ...", flush=True)
+            report["command"].append(command.markdown(command.main(["--precision", precision, "--out", str(out)])))
+    report["padding"] = padding
     report.update(load_end=load_avg(), minutes=(time.monotonic() - started) / 60)
     table = markdown(report)
     (out / "partial.json").unlink(missing_ok=True)

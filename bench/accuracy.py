@@ -24,11 +24,20 @@ from typing import Any
 
 from bench.common import RESULTS, SEED, STEPS, Spec, load_avg, run_worker
 
+# Tuneboard with one lever set, compared like a system (``--systems fp32_reference,fp32_fused``).
+VARIANTS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "fp32_reference": (("precision", "fp32"), ("fused_adamw", False)),
+    "fp32_fused": (("precision", "fp32"),),
+    "every_token": (("cls_only_top_layer", False),),
+    "first_token": (),
+}
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="full:3,lora:3", help="strategy:epochs list (default %(default)s)")
-    parser.add_argument("--systems", default="hf_tuned,tuneboard", help="systems to compare (default %(default)s)")
+    parser.add_argument("--systems", default="hf_tuned,tuneboard",
+                        help=f"systems to compare (default %(default)s; also tuneboard variants: {', '.join(VARIANTS)})")
     parser.add_argument("--seeds", type=int, default=5, help="training seeds per configuration (default %(default)s)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--out", default=str(RESULTS))
@@ -41,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         strategy, epochs = item.split(":")
         for k in range(args.seeds):
             for system in systems if k % 2 == 0 else systems[::-1]:
-                spec = Spec(system, strategy, int(epochs), steps=args.steps, out_dir=runs_root, seed=SEED + k)
+                spec = Spec("tuneboard" if system in VARIANTS else system, strategy, int(epochs), steps=args.steps,
+                            levers=VARIANTS.get(system, ()), out_dir=runs_root, seed=SEED + k)
                 print(f"  {system:<10} {strategy:<6} {epochs} epoch(s) seed {spec.seed} ... ", end="", flush=True)
                 r = run_worker("bench.worker", json.dumps(spec.to_dict()))
                 results.append({"system": system, "strategy": strategy, "epochs": int(epochs), "seed": spec.seed,

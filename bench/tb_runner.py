@@ -23,6 +23,26 @@ def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
     train_overrides: dict[str, Any] = {}
     if levers.get("fused_adamw") is False:
         core.loop.make_optimizer = lambda groups, lr, device, fused=True: torch.optim.AdamW(groups, lr=lr)
+    if levers.get("word_embeddings_train") is False:  # an upper bound on what a sparse embedding update could save
+        make = core.loop.make_optimizer
+
+        def without_word_embeddings(groups: list, lr: float, device: Any, fused: bool = True) -> Any:
+            for group in groups:
+                for p in group["params"]:
+                    if p.dim() == 2 and p.shape[0] > 10_000:  # the word-embedding matrix (30,522 rows for MiniLM)
+                        p.requires_grad_(False)
+            return make(groups, lr, device, fused)
+        core.loop.make_optimizer = without_word_embeddings
+    if levers.get("compile"):  # torch.compile of the model's forward (inductor), lengths bucketed by the padding multiple
+        use_first_token = core.loop.use_cls_only_top_layer
+
+        def compiled(model: Any) -> bool:
+            applied = use_first_token(model)
+            model.forward = torch.compile(model.forward, dynamic=levers["compile"] == "dynamic")
+            return applied
+        core.loop.use_cls_only_top_layer = compiled
+    if levers.get("cls_only_top_layer") is False:
+        train_overrides["cls_only_top_layer"] = False
     if levers.get("allocator") is False:
         core.loop.tune_cpu_allocator = lambda: None
     if "pad_to_multiple_of" in levers:
@@ -75,8 +95,7 @@ def run(spec: Spec) -> dict[str, Any]:
         "steps": report["steps"]["done"], "train_s": report["timings"]["step_s"], "eval_s": last_eval["seconds"],
         "accuracy": last_eval["metrics"]["accuracy"], "eval_loss": last_eval["metrics"]["loss"], "setup_s": report["timings"]["setup_s"],
         "run_wall_s": time.monotonic() - t0, "dtype": "bf16" if resolve_precision(config.train.precision) == "bf16" else "fp32",
-        "optimizer": "adamw fused" if dict(spec.levers).get("fused_adamw", True) and resolve_precision(config.train.precision) == "bf16"
-        else "adamw",
+        "optimizer": "adamw" if dict(spec.levers).get("fused_adamw", True) is False else "adamw fused",
         "trainable_params": report["strategy"]["trainable_params"], "report_samples_per_s": report["timings"]["samples_per_s"],
         "report_tokens_per_s": report["timings"]["tokens_per_s"], "run_dir": str(outcome.run_dir),
     }

@@ -14,6 +14,18 @@ import time
 STARTED = time.monotonic()
 
 
+def written_bytes() -> int | None:
+    """Bytes this process sent to storage (the kernel's count: files later deleted, checkpoints, count too)."""
+    try:
+        with open("/proc/self/io") as io:
+            for line in io:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def main() -> None:
     from bench.common import Spec, quiet
 
@@ -28,6 +40,7 @@ def main() -> None:
     result = run(spec)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     result["wall_s"] = time.monotonic() - STARTED
+    result["bytes_written"] = written_bytes()
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m core <command>`` (train, eval, predict, runs, samples, compare, preflight, worker, users, share-check)."""
+"""Command line: ``python -m core <command>`` (train, eval, predict, compress, serve, runs, samples, compare, preflight, worker,
+users, share-check)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    from core.derived import compress_run
+
+    parent = _run_dir(args)
+    report = compress_run(parent, args.method, name=args.name).report
+    derived = report["derived"]
+    mine, theirs = derived["headline"], derived["parent_headline"]
+    metric = mine.get("name", "metric")
+    print(f"{'variant':10} {'run':45} {metric + ' (' + report['eval_split'] + ')':>22} {'change':>8} {'weights MB':>11}")
+    if theirs.get("value") is not None:
+        print(f"{'parent':10} {parent.name:45} {theirs['value']:>22.4f} {'':>8} {derived['parent_weights_mb']:>11.1f}")
+    change = f"{mine['value'] - theirs['value']:+.4f}" if theirs.get("value") is not None else ""
+    print(f"{args.method:10} {report['run_id']:45} {mine['value']:>22.4f} {change:>8} {derived['weights_mb']:>11.1f}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from core.serve import serve
+
+    serve(_run_dir(args), host=args.host, port=args.port)
+    return 0
+
+
 def _run_dir(args: argparse.Namespace) -> Path:
     from core.models import ModelError
     from core.runs import find_run
@@ -126,7 +150,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'run':45} {'state':11} {'task':12} {'strategy':16} headline")
     for r in rows:
         value = f"{r.headline_name}={r.headline_value:.4f}" if r.headline_value is not None else (r.error or "")[:60]
-        print(f"{r.run_id:45} {r.state:11} {r.task:12} {r.strategy:16} {value}")
+        print(f"{r.run_id:45} {r.state:11} {r.task:12} {r.strategy:16} {value}"
+              + (f"  ({r.derived_method} of {', '.join(r.parents)})" if r.derived_method else ""))
     return 0
 
 
@@ -287,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the predictions (.csv or .parquet)")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("compress", help="a smaller, faster model from a completed run, evaluated on its test split "
+                                       "(a derived run)")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--method", required=True, help="int8 (dynamic int8 quantization of the linear layers)")
+    p.add_argument("--name", help="name of the derived run (default: <parent name>-<method>)")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("serve", help="an HTTP API for a run's model: POST /predict, GET /health, docs at /docs")
+    p.add_argument("run", help="run directory or id (a derived run too)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (another than loopback needs "
+                                                         "TUNEBOARD_SERVE_TOKEN; default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    p.set_defaults(func=cmd_serve)
+
     sub.add_parser("runs", help="list runs with state and headline metric").set_defaults(func=cmd_runs)
     sub.add_parser("samples", help="list the bundled sample datasets").set_defaults(func=cmd_samples)
 
@@ -344,14 +383,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("worker", "users", "share-check"):  # no torch: these must answer at once
         return args.func(args)
+    from core.compress import CompressionError
     from core.config import ConfigError
     from core.data import DataError
+    from core.derived import DerivedRunError
     from core.models import ModelError
+    from core.serve import ServeRefused
     from core.strategies import StrategyError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, ModelError, StrategyError) as exc:
+    except (ConfigError, DataError, ModelError, StrategyError, CompressionError, DerivedRunError, ServeRefused) as exc:
         _print_error(str(exc))
         return 2
     except KeyboardInterrupt:

@@ -68,6 +68,37 @@ def evaluate_run(run_dir: str | Path, data_file: str | Path | None = None) -> di
     return build_report(task, tuple(predictor.names), gold, scores, threshold=config.train.multi_label_threshold)
 
 
+def evaluate_splits(run_dir: str | Path) -> dict[str, Any]:
+    """The run's saved model on the validation and test splits its config rebuilds (a derived run: its parent's).
+
+    Returns ``{"eval_split", "validation", "test"}`` (reports as a training run's report.json has them;
+    ``test`` is None without a test split) and writes ``predictions.parquet`` for the evaluated split.
+    """
+    from core.metrics import predictions_frame
+    from core.recipe import write_parquet
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    predictor = run_predictor(run_dir)
+    task, names = config.task, tuple(predictor.names)
+    bundle = load_bundle(config.data, task)
+    eval_split = "test" if len(bundle.test) else "validation"
+    out: dict[str, Any] = {"eval_split": eval_split, "test": None}
+    for split in dict.fromkeys(("validation", eval_split)):
+        frame = getattr(bundle, split)
+        gold, scores = _gold_and_scores(predictor, frame, task)
+        texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
+        threshold = config.train.multi_label_threshold
+        out[split] = build_report(task, names, gold, scores, threshold=threshold, texts=texts)
+        if split == eval_split:
+            pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
+            table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs, threshold=threshold)
+            if "row" in frame.columns:
+                table.insert(0, "row", frame["row"].to_numpy())
+            write_parquet(table, run_dir / runs.PREDICTIONS)
+    return out
+
+
 def _columns_of(data: DataConfig, source: str | Path) -> DataConfig:
     """The run's column names and label delimiter, applied to another file."""
     return DataConfig(source=str(source), text_column=data.text_column, text_pair_column=data.text_pair_column,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.cls_top_layer import use_cls_only_top_layer
 from core.cpu_dropout import use_eager_attention
 from core.device import autocast
 from core.metrics import sigmoid, softmax
@@ -42,6 +43,7 @@ class Predictor:
         self.device = next(self.model.parameters()).device
         if self.device.type == "cpu":
             use_eager_attention(self.model)  # 2% (fp32) to 7% (bf16) more texts/s than SDPA on the CPU
+        use_cls_only_top_layer(self.model)  # sequence tasks: the same logits, ~1/7 less work (core/cls_top_layer.py)
         self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", 512))
         self.collator = PaddingCollator(self.tokenizer.pad_token_id or 0, "token" if self.task == "token" else "single_label")
 

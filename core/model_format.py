@@ -8,7 +8,9 @@ maps ``id2label``/``label2id``), the tokenizer beside it, and these keys of our 
   whose weights are in the folder's safetensors and which :func:`load_saved` puts back in;
 * ``tuneboard_peft: "prefix"`` — a prefix-tuned model: the folder is the base model with the trained
   head, ``adapter/`` holds the prefix (peft), and :func:`load_saved` wraps the model with it;
-* ``tuneboard_base_model_type`` — the plain-transformers marker (:func:`guard_plain_loading`).
+* ``tuneboard_base_model_type`` — the plain-transformers marker (:func:`guard_plain_loading`);
+* ``tuneboard_compression`` — ``{"method", "options"}`` of a derived run's compressed model
+  (core.compress): :func:`load_saved` loads the fp32 weights and compresses them again (int8).
 
 Per strategy (``StrategyPlan.save_format``):
 
@@ -47,6 +49,7 @@ TASK_KEY = "tuneboard_task"
 ADAPTER_KEY = "tuneboard_adapter"
 PEFT_KEY = "tuneboard_peft"
 BASE_TYPE_KEY = "tuneboard_base_model_type"
+COMPRESSION_KEY = "tuneboard_compression"  # core.compress.MARKER: how a derived run's model is rebuilt at load
 GUARDED_TYPE = "tuneboard-{kind}"  # config.json's model_type for folders only Tuneboard can rebuild
 ADAPTER_DIR = "adapter"
 README = "README.md"
@@ -160,6 +163,13 @@ def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
             model = _load_prefix(model, model_dir)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{model_dir}: could not rebuild the fine-tuned model: {exc}") from None
+    if config.get(COMPRESSION_KEY):  # a derived run's compressed model (core.compress)
+        from core.compress import CompressionError, apply_at_load
+
+        try:
+            model = apply_at_load(model, config[COMPRESSION_KEY])
+        except CompressionError as exc:
+            raise ModelError(f"{model_dir}: {exc}") from None
     return model, AutoTokenizer.from_pretrained(model_dir), task
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from core import model_format, runs
+from core.cls_top_layer import restore_top_layer, use_cls_only_top_layer
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
 from core.device import reset_peak_memory
@@ -240,6 +241,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     eval_split = "test" if len(bundle.test) else "validation"
     t_eval = time.monotonic()
     reports = {}
+    first_token_only = config.train.cls_only_top_layer and use_cls_only_top_layer(model)
     for split in dict.fromkeys(("validation", eval_split)):
         preds = predict(model, encoded[split], collator, config.train.batch_size * 2, loss_fn, accelerator,
                         precision=config.train.precision)
@@ -256,6 +258,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
                 table.insert(0, "row", frame["row"].to_numpy())
             write_parquet(table, run_dir / runs.PREDICTIONS)
     eval_seconds = time.monotonic() - t_eval
+    if first_token_only:
+        restore_top_layer(model)
 
     model_dir = run_dir / runs.MODEL_DIR
     model_format.save(plan, model, model_dir, tokenizer=tokenizer, task=task)

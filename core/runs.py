@@ -121,6 +121,8 @@ class RunSummary:
     headline_name: str | None
     headline_value: float | None
     error: str | None
+    derived_method: str | None = None  # a derived run (core.derived): the method, and the runs it was made from
+    parents: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -150,6 +152,8 @@ def summarize(run_dir: str | Path) -> RunSummary:
         headline_name=headline.get("name"),
         headline_value=headline.get("value"),
         error=error,
+        derived_method=(config.get("derived") or {}).get("method"),
+        parents=tuple((config.get("derived") or {}).get("parents") or ()),
     )
 
 
@@ -186,9 +190,14 @@ def connect(root: str | Path) -> sqlite3.Connection:
     return con
 
 
+# The index's columns (its schema, in connect); the summary's lineage fields are read from the directories.
+INDEX_COLUMNS = ("run_id", "path", "name", "task", "strategy", "model", "state", "created", "finished", "headline_name",
+                 "headline_value", "error")
+
+
 def _insert(con: sqlite3.Connection, summaries: list[RunSummary]) -> None:
     for s in summaries:
-        d = s.as_dict()
+        d = {k: v for k, v in s.as_dict().items() if k in INDEX_COLUMNS}
         con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(d)}) VALUES ({', '.join('?' * len(d))})", list(d.values()))
 
 

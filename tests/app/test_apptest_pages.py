@@ -232,3 +232,23 @@ def test_the_queue_counts_what_is_running_and_shows_no_glyphs(seeded):
     assert "1 running, 0 queued" in header  # the seeded live run, counted from its directory
     table = at.dataframe[0].value
     assert list(table.columns[:2]) == ["run", "state"]  # no icon column: chromium drew its emoji as boxes
+
+
+def test_evaluation_of_a_derived_run_names_its_parent_and_what_it_cost(seeded, tmp_path, monkeypatch):
+    import shutil
+
+    from core.derived import compress_run
+
+    root = tmp_path / "runs"  # its own root: the seeded one's run counts are other tests' facts
+    parent = root / seeded["completed"]
+    shutil.copytree(Path(seeded["root"]) / seeded["completed"], parent)
+    derived = compress_run(parent, "int8")
+    monkeypatch.setenv("TUNEBOARD_HOME", str(root))
+    at = app(derived.run_dir.name, "evaluation")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = " ".join(i.value for i in at.info)
+    value = derived.report["derived"]["headline"]["value"]
+    assert f"**int8** of run `{parent.name}`" in said and f"{value:.4f} against the parent's" in said
+    assert {"f1 macro", "accuracy"} <= {m.label for m in at.metric}
+    assert len(at.get("plotly_chart")) >= 1  # its own confusion matrix, from its own predictions

@@ -109,8 +109,99 @@ def test_bf16_training_runs_and_learns(tmp_path):
     assert result.state == "completed" and all(np.isfinite(losses))
 
 
-def test_adamw_is_fused_on_the_bf16_path_and_the_reference_one_in_fp32():
+def test_adamw_is_fused_unless_asked_not_to():
     model = tiny_model()
     groups = [{"params": list(model.parameters())}]
     assert make_optimizer(groups, 1e-3, torch.device("cpu")).defaults["fused"]
     assert not make_optimizer(groups, 1e-3, torch.device("cpu"), fused=False).defaults["fused"]
+
+
+def _tiny(kind: str, dropout: float = 0.0, **extra):
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertForTokenClassification,
+        ElectraConfig,
+        ElectraForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    common = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  max_position_embeddings=80, num_labels=3, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                  **extra)
+    torch.manual_seed(0)
+    return {"bert": lambda: BertForSequenceClassification(BertConfig(**common)),
+            "bert-token": lambda: BertForTokenClassification(BertConfig(**common)),
+            "roberta": lambda: RobertaForSequenceClassification(RobertaConfig(**common, pad_token_id=1)),
+            "electra": lambda: ElectraForSequenceClassification(ElectraConfig(**common, embedding_size=16))}[kind]()
+
+
+def _padded_batch():
+    torch.manual_seed(1)
+    ids = torch.randint(3, 60, (4, 11))
+    mask = torch.ones_like(ids)
+    for row, length in enumerate((11, 7, 3, 9)):
+        mask[row, length:] = 0
+        ids[row, length:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "electra"])
+@pytest.mark.parametrize("attention", ["sdpa", "tuneboard_eager"])
+def test_first_token_top_layer_gives_the_same_logits_and_gradients(kind, attention):
+    from core.cls_top_layer import restore_top_layer, use_cls_only_top_layer
+    from core.cpu_dropout import use_eager_attention
+
+    batch, labels = _padded_batch(), torch.tensor([0, 2, 1, 2])
+    results = []
+    for first_token_only in (False, True):
+        model = _tiny(kind)
+        if attention == "tuneboard_eager":
+            use_eager_attention(model)
+        seen = []
+        top = model.base_model.encoder.layer[-1]
+        top.intermediate.dense.register_forward_hook(lambda m, args, out, seen=seen: seen.append(tuple(args[0].shape)))
+        if first_token_only:
+            assert use_cls_only_top_layer(model)
+        model.train()  # dropout is 0: train mode, so autograd and the training branches run
+        logits = model(**batch).logits
+        torch.nn.functional.cross_entropy(logits, labels).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((logits.detach(), grads, list(seen)))
+        if first_token_only:
+            restore_top_layer(model)
+            seen.clear()
+            with torch.no_grad():
+                assert torch.allclose(model(**batch).logits, logits, atol=1e-5)
+            assert seen == [(4, 11, 32)]  # every token again
+    (plain_logits, plain_grads, plain_seen), (fast_logits, fast_grads, fast_seen) = results
+    assert plain_seen == [(4, 11, 32)] and fast_seen == [(4, 1, 32)]  # the feed-forward block ran for the first token only
+    assert torch.allclose(plain_logits, fast_logits, atol=1e-5)
+    assert plain_grads.keys() == fast_grads.keys()
+    for name, grad in plain_grads.items():
+        assert torch.allclose(grad, fast_grads[name], atol=1e-5), name
+
+
+def test_first_token_top_layer_is_not_used_where_every_token_is_read():
+    from core.cls_top_layer import supports as first_token_supported
+    from core.cls_top_layer import use_cls_only_top_layer
+
+    model = _tiny("bert-token")
+    assert not first_token_supported(model) and not use_cls_only_top_layer(model)
+    assert "forward" not in model.bert.encoder.layer[-1].__dict__
+
+
+def test_the_loop_trains_with_the_first_token_top_layer_and_gives_the_model_back_whole(tmp_path):
+    seen = []
+    config = RunConfig(train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, log_every=1))
+    plan = build_strategy(tiny_model(), config)
+    plan.model.bert.encoder.layer[-1].intermediate.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    train(config, plan, synthetic(48, 0), synthetic(16, 1), collator=PaddingCollator(0, "single_label"),
+          loss_fn=make_loss("single_label"), score=accuracy, metric_name="accuracy", events=lambda e: None,
+          should_stop=lambda: False, checkpoint_dir=tmp_path / "ckpt", on_best=lambda m: None)
+    assert seen and set(seen) == {1}  # training and validation batches: the top layer ran for the first token only
+    assert "forward" not in plan.model.bert.encoder.layer[-1].__dict__
+    seen.clear()
+    plan.model(input_ids=torch.tensor([[1, 5, 6, 2]]))
+    assert seen == [4]
