@@ -54,10 +54,10 @@ def _strat_key(frame: pd.DataFrame, task: str) -> np.ndarray | None:
 
 def _take(idx: np.ndarray, size: int, key: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Split ``size`` indices off ``idx``; stratified on ``key`` where every class can be split."""
+    if size <= 0:  # before the import: a run whose splits are all given never loads scikit-learn (0.7 s)
+        return idx, idx[:0], True
     from sklearn.model_selection import train_test_split
 
-    if size <= 0:
-        return idx, idx[:0], True
     strat = None
     if key is not None:
         counts = Counter(key[idx])

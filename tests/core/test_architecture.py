@@ -242,3 +242,21 @@ def test_the_actions_rule_sees_a_page_that_skips_the_check(tmp_path):
     page = tmp_path / "bad.py"
     page.write_text("from core import jobs\nfrom core.uploads import save_upload\njobs.delete('r', '/x')\n", encoding="utf-8")
     assert sorted(unguarded_actions(page)) == ["imports core.uploads.save_upload", "jobs.delete()"]
+
+
+def test_scikit_learn_is_loaded_for_a_split_to_make_and_not_when_every_split_is_given(tmp_path):
+    # sklearn.model_selection is 0.7 s of a run's start-up; a run given its three files has no split to make.
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.csv").write_text("text,label\n" + "".join(f"{split} text {i},{'ab'[i % 2]}\n" for i in range(20)))
+    code = (
+        "import sys\n"
+        "from core.config import DataConfig\n"
+        "from core.data.bundle import load_bundle\n"
+        f"given = DataConfig(source={str(tmp_path / 'train.csv')!r}, validation_source={str(tmp_path / 'validation.csv')!r},"
+        f" test_source={str(tmp_path / 'test.csv')!r})\n"
+        "load_bundle(given, 'single_label')\n"
+        "assert 'sklearn' not in sys.modules, 'scikit-learn loaded though every split was given'\n"
+        f"load_bundle(DataConfig(source={str(tmp_path / 'train.csv')!r}), 'single_label')\n"
+        "assert 'sklearn.model_selection' in sys.modules, 'the split was made without scikit-learn?'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
