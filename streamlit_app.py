@@ -39,6 +39,7 @@ PAGES = {
     "training": st.Page("app_pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
     "evaluation": st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/fact_check:", url_path="evaluation"),
     "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    "deploy": st.Page("app_pages/deploy.py", title="Deploy", icon=":material/rocket_launch:", url_path="deploy"),
 }
 
 # Preparing and launching runs is an operator's: a viewer's navigation has no Data and Strategy pages

@@ -3,14 +3,12 @@ curves, calibration, NER spans, a try-it box, batch prediction and the model dow
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core import derived
+from core import deploy, derived
 from core.access import Action, allowed, refusal
 from core.exports import to_csv_bytes
 from ui import charts
@@ -291,24 +289,8 @@ with tabs[4]:
 with tabs[5]:
     if (model_dir / "config.json").exists():
         size_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
-        from core.strategies import plain_loadable  # here, not at the top: core.strategies imports torch
-
-        if not plain_loadable(model_dir):  # prefix / adapter: see core.strategies.guard_plain_loading
-            st.write(f"The best model ({size_mb:.0f} MB). Its prefix or adapters are beyond what plain transformers can "
-                     "load, so it loads with Tuneboard: `core.inference.Predictor(folder)` (the README.md inside says how).")
-        else:
-            st.write(f"The best model, as `save_pretrained` wrote it ({size_mb:.0f} MB): loads with "
-                     "`AutoModelForSequenceClassification.from_pretrained` or `pipeline()`.")
-
-        def model_zip() -> bytes:
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-                for f in sorted(model_dir.rglob("*")):
-                    if f.is_file():
-                        zf.write(f, Path(run_id) / f.relative_to(model_dir))
-            return buffer.getvalue()
-
-        st.download_button("Download the model (.zip)", model_zip, file_name=f"{run_id}-model.zip", mime="application/zip",
-                           icon=":material/download:")
+        st.write(f"The best model ({size_mb:.0f} MB). {deploy.loading_note(model_dir)}")
+        st.download_button("Download the model (.zip)", lambda: deploy.model_zip(run.path), file_name=f"{run_id}-model.zip",
+                           mime="application/zip", icon=":material/download:")
     else:
         st.warning(f"Run {run_id} has no saved model.")

@@ -29,7 +29,10 @@ class ProgressPrinter:
         from tqdm import tqdm
 
         kind = event["type"]
-        if kind == "start":
+        if kind == "start" and "train_size" not in event:  # a derived run that does not train (core.derived)
+            made = event.get("derived") or {}
+            print(f"making {made.get('method')} of {', '.join(made.get('parents') or [])}", flush=True)
+        elif kind == "start":
             print(f"training {event['train_size']:,} examples, validating on {event['validation_size']:,}; "
                   f"{event['total_steps']:,} optimizer steps ({event['steps_per_epoch']:,}/epoch); "
                   f"strategy {event['kind']}: {event['trainable_params']:,} of {event['total_params']:,} parameters "
@@ -109,17 +112,58 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from core.derived import compress_run
+    from core.recipe import RunFailed
 
     parent = _run_dir(args)
-    report = compress_run(parent, args.method, name=args.name).report
-    derived = report["derived"]
-    mine, theirs = derived["headline"], derived["parent_headline"]
-    metric = mine.get("name", "metric")
-    print(f"{'variant':10} {'run':45} {metric + ' (' + report['eval_split'] + ')':>22} {'change':>8} {'weights MB':>11}")
-    if theirs.get("value") is not None:
-        print(f"{'parent':10} {parent.name:45} {theirs['value']:>22.4f} {'':>8} {derived['parent_weights_mb']:>11.1f}")
-    change = f"{mine['value'] - theirs['value']:+.4f}" if theirs.get("value") is not None else ""
-    print(f"{args.method:10} {report['run_id']:45} {mine['value']:>22.4f} {change:>8} {derived['weights_mb']:>11.1f}")
+    methods = [m.strip() for m in (args.methods or args.method or "").split(",") if m.strip()]
+    if not methods:
+        _print_error("name a method: --method int8, or several: --methods int8,onnx-int8,distill "
+                     "(int8, onnx, onnx-int8, prune-layers, distill)")
+        return 2
+    if args.name and len(methods) > 1:
+        _print_error("--name names one derived run; with several --methods each is named <parent name>-<method>")
+        return 2
+    failed = 0
+    for method in methods:
+        print(f"{method}: making a derived run of {parent.name} ...", file=sys.stderr)
+        try:
+            compress_run(parent, method, name=args.name, options=args.set or None,
+                         echo=ProgressPrinter() if method in ("distill", "prune-layers") else None)
+        except RunFailed as exc:
+            _print_error(f"{method}: {exc} (run directory: {exc.run_dir})")
+            failed += 1
+    print_variants(parent)
+    return 1 if failed else 0
+
+
+def print_variants(parent: Path) -> None:
+    """The Deploy page's table in text: the run and every variant made from it."""
+    from core.deploy import variants
+
+    rows = variants(parent.parent, parent.name)
+    metric = rows[0].get("metric") or "metric"
+
+    def cell(value: Any, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, (int, float)) else "—"
+
+    print(f"{'variant':24} {'run':42} {metric:>9} {'change':>8} {'MB':>7} {'p50 ms':>7} {'p95 ms':>7} {'texts/s':>8} "
+          f"{'speed-up':>8} frontier")
+    for r in rows:
+        print(f"{r['method'][:24]:24} {r['run_id'][:42]:42} {cell(r.get('value'), '.4f'):>9} {cell(r.get('change'), '+.4f'):>8} "
+              f"{cell(r.get('weights_mb'), '.1f'):>7} {cell(r.get('p50_ms'), '.1f'):>7} {cell(r.get('p95_ms'), '.1f'):>7} "
+              f"{cell(r.get('batch32_texts_per_s'), '.0f'):>8} {cell(r.get('speedup'), '.2f') + ('x' if r.get('speedup') else ''):>8} "
+              f"{'*' if r.get('frontier') else ''}{'  ' + r['state'] if r['state'] != 'completed' else ''}")
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    from core.derived import make
+    from core.recipe import RunFailed
+
+    try:
+        make(Path(args.run_dir), resume=args.resume, echo=ProgressPrinter())
+    except RunFailed as exc:
+        _print_error(str(exc))
+        return 1
     return 0
 
 
@@ -315,9 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="a smaller, faster model from a completed run, evaluated on its test split "
                                        "(a derived run)")
     p.add_argument("run", help="run directory or id")
-    p.add_argument("--method", required=True, help="int8 (dynamic int8 quantization of the linear layers)")
+    p.add_argument("--method", help="int8, onnx, onnx-int8, prune-layers or distill")
+    p.add_argument("--methods", help="several, comma-separated: one derived run each, e.g. int8,onnx-int8,distill")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a method option, e.g. --set drop=top:2 (prune-layers), --set alpha=0.7 (distill); repeatable")
     p.add_argument("--name", help="name of the derived run (default: <parent name>-<method>)")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("derive", help=argparse.SUPPRESS)  # the job worker: make a queued derived run
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_derive)
 
     p = sub.add_parser("serve", help="an HTTP API for a run's model: POST /predict, GET /health, docs at /docs")
     p.add_argument("run", help="run directory or id (a derived run too)")

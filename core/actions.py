@@ -36,15 +36,40 @@ def submit(user: User, configs: Sequence[Any], root: str | Path, *, start_worker
            limits: Limits | None = None) -> list[str]:
     """Queue one run per RunConfig, owned by ``user``; returns their run ids in queue order."""
     check(user, Action.TRAIN)
-    limits = limits or Limits.from_env()
-    waiting = sum(1 for j in jobs.list_jobs(root, ("queued",)) if j.owner == user.name)
-    if waiting + len(configs) > limits.max_queued_per_user:
-        raise LimitReached(f"{user.name} has {waiting} run(s) waiting in the queue, and this would make "
-                           f"{waiting + len(configs)}; the limit is {limits.max_queued_per_user} per user. Wait for "
-                           "them to start or cancel some (or have TUNEBOARD_MAX_QUEUED_PER_USER raised).")
+    _check_queue_room(user, root, len(configs), limits)
     ids = [jobs.submit(config, root, owner=user.name) for config in configs]
     for run_id in ids:
         audit.record(root, user.name, "train", run_id)
+    if start_worker:
+        jobs.ensure_worker(root)
+    return ids
+
+
+def _check_queue_room(user: User, root: str | Path, adding: int, limits: Limits | None) -> None:
+    limits = limits or Limits.from_env()
+    waiting = sum(1 for j in jobs.list_jobs(root, ("queued",)) if j.owner == user.name)
+    if waiting + adding > limits.max_queued_per_user:
+        raise LimitReached(f"{user.name} has {waiting} run(s) waiting in the queue, and this would make "
+                           f"{waiting + adding}; the limit is {limits.max_queued_per_user} per user. Wait for "
+                           "them to start or cancel some (or have TUNEBOARD_MAX_QUEUED_PER_USER raised).")
+
+
+def derive(user: User, parent_id: str, root: str | Path, methods: dict[str, dict[str, Any]], *, start_worker: bool = True,
+           limits: Limits | None = None) -> list[str]:
+    """Queue one derived run of ``parent_id`` per method (``{method: options}``); returns their run ids.
+
+    Every method is checked (core.derived.plan: the parent, the task, the options) before any is queued.
+    """
+    from core import derived
+
+    parent_dir = runs.run_path(root, parent_id)
+    check(user, Action.DERIVE)
+    _check_queue_room(user, root, len(methods), limits)
+    for method, options in methods.items():
+        derived.plan(parent_dir, method, options)
+    ids = [derived.submit(parent_dir, method, options, owner=user.name) for method, options in methods.items()]
+    for run_id, method in zip(ids, methods, strict=True):
+        audit.record(root, user.name, "derive", run_id, method=method, parent=parent_id)
     if start_worker:
         jobs.ensure_worker(root)
     return ids

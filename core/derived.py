@@ -2,19 +2,27 @@
 
 A derived run has its own directory under the same root, laid out as a training run's (DESIGN.md,
 "Derived runs"): ``config.json`` is the parent's config with its own ``name`` and a ``derived``
-section (method, options, parent run ids); ``status.json``; ``events.jsonl`` (start, end);
-``model/``; ``report.json`` with the metrics, per-class report and confusion matrix computed on the
-**parent's** validation and test splits (rebuilt from the parent's data config: same rows, same
-seed) plus a ``derived`` block (the parent's headline beside this one's, sizes); and
-``predictions.parquet``. So the Evaluation page, the try-it box, ``core eval`` and ``core predict``
-read it as they read any run.
+section (method, options, parent run ids); ``status.json``; ``events.jsonl``; ``model/``;
+``report.json`` with the metrics, per-class report and confusion matrix computed on the **parent's**
+validation and test splits (rebuilt from the parent's data config: same rows, same seed) plus a
+``derived`` block (the parent's headline beside this one's, weight sizes, speed measured beside the
+parent's in the same process); and ``predictions.parquet``. So the Evaluation page, the try-it box,
+``core eval``, ``core predict`` and ``core serve`` read it as they read any run.
 
-The parent is never written to: ``model/`` files are hard links to the parent's (or copies where the
-file system has none), and the one file that differs, ``model/config.json``, is written as a new file.
+How the model is made depends on the method (core.compress): ``at_load`` links the parent's files and
+marks the folder; ``export`` writes an ONNX file; ``train`` writes a student with fewer layers into
+``student/`` and trains it through :func:`core.recipe.run_training` — events, curves, early stopping,
+cancel and resume as any run — with the teacher's soft targets for ``distill``.
+
+The dashboard submits derived runs to the job queue (:func:`submit`: the directory is made and queued
+at once; the worker runs ``python -m core derive --run-dir``); the CLI's ``compress`` makes them in its
+own process (:func:`compress_run`). Either way the parent is never written to: ``model/`` files are hard
+links to the parent's (or copies) and the one file that differs, ``config.json``, is written as new.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -23,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from core import compress, runs
-from core.events import EventWriter
+from core.config import RunConfig, StrategyConfig, from_dict
+from core.events import EventSink, EventWriter
 
 
 class DerivedRunError(ValueError):
@@ -38,23 +47,218 @@ class DerivedOutcome:
 
 def check_parent(parent_dir: Path, method_name: str) -> dict[str, Any]:
     """The parent's config as a dict, or DerivedRunError before any work is done."""
+    from core.model_format import saved_format
+
     method = compress.method(method_name)
     status = runs.read_status(parent_dir)
     if status.get("state") != "completed":
         raise DerivedRunError(f"run {parent_dir.name} is {status.get('state') or 'broken'}, not completed: only a "
                               "completed run has a final model to compress. Finish or resume it first.")
     config = runs.read_json(parent_dir / runs.CONFIG)
-    model_config = runs.read_json(parent_dir / runs.MODEL_DIR / "config.json")
-    if not config or not model_config or not any((parent_dir / runs.MODEL_DIR).glob("*.safetensors")):
-        raise DerivedRunError(f"run {parent_dir.name} has no complete saved model ({parent_dir / runs.MODEL_DIR} is "
+    model_dir = parent_dir / runs.MODEL_DIR
+    model_config = runs.read_json(model_dir / "config.json")
+    weights = any(model_dir.glob("*.safetensors")) or (model_dir / "model.onnx").is_file()
+    if not config or not model_config or not weights:
+        raise DerivedRunError(f"run {parent_dir.name} has no complete saved model ({model_dir} is "
                               "missing or has no weights); train it again to get one.")
     if config.get("task") not in method.tasks:
         raise DerivedRunError(f"{method.name} can't compress a {config.get('task')} model; it takes "
                               f"{', '.join(method.tasks)}.")
-    earlier = (model_config.get(compress.MARKER) or {}).get("method")
-    if earlier == method.name:
-        raise DerivedRunError(f"run {parent_dir.name} is already {earlier}; compress its parent instead.")
+    why = compress.refusal(method.name, model_config, saved_format(model_config))
+    if why:
+        raise DerivedRunError(f"{method.name} can't compress run {parent_dir.name}: {why}.")
     return config
+
+
+def plan(parent_dir: str | Path, method_name: str, options: dict[str, Any] | list[str] | None = None,
+         name: str | None = None) -> RunConfig:
+    """The derived run's config, checked before anything is written (DerivedRunError, CompressionError,
+    ConfigError for a bad option)."""
+    parent_dir = Path(parent_dir)
+    parent_config = check_parent(parent_dir, method_name)
+    method = compress.method(method_name)
+    chosen = compress.parse_options(method_name, options)
+    config = from_dict({**parent_config, "name": name or f"{parent_config.get('name', 'run')}-{method_name}",
+                        "derived": {"method": method_name, "options": compress.options_dict(chosen),
+                                    "parents": [parent_dir.name]}})
+    if method.made != "train":
+        return config
+    parent = from_dict(parent_config)
+    if method_name == "prune-layers":  # a drop that doesn't fit the parent's depth is refused now, not in the worker
+        from core.student import layers_to_keep
+
+        model_config = runs.read_json(parent_dir / runs.MODEL_DIR / "config.json") or {}
+        layers_to_keep(chosen.drop, int(model_config.get("num_hidden_layers") or model_config.get("n_layers") or 0))
+    if method_name == "distill" and chosen.student:
+        _check_student_tokenizer(chosen.student, parent_dir)
+    # The student trains as a full fine-tuning of its own layers, at its own rate (a LoRA parent's 1e-3 would
+    # be far too high for every weight); the parent's loss options (class weights, smoothing) stay.
+    from core.strategy_registry import BASE_LEARNING_RATE, spec
+
+    rate = chosen.learning_rate or (parent.train.learning_rate if spec(parent.strategy.kind).default_learning_rate is None
+                                    else BASE_LEARNING_RATE)
+    return config.replace(
+        model=parent.model.__class__(name=chosen.student if method_name == "distill" and chosen.student else "",
+                                     num_layers=None, max_length=parent.model.max_length),
+        strategy=StrategyConfig(kind="full", class_weights=parent.strategy.class_weights,
+                                label_smoothing=parent.strategy.label_smoothing),
+        train=dataclasses.replace(parent.train, epochs=chosen.epochs, learning_rate=rate))
+
+
+def _check_student_tokenizer(student: str, parent_dir: Path) -> None:
+    from core.config import ModelConfig
+    from core.models import load_tokenizer
+    from core.student import check_same_tokenizer
+
+    check_same_tokenizer(load_tokenizer(ModelConfig(name=student)), load_tokenizer(ModelConfig(name=str(parent_dir / runs.MODEL_DIR))),
+                         student)
+
+
+def create(config: RunConfig, root: Path) -> Path:
+    """The derived run's directory with its config and a queued status; a student's config names its folder."""
+    run_dir = runs.create_run_dir(root, config.name, config.to_dict())
+    if compress.method(config.derived.method).made == "train" and not config.model.name:
+        from core.student import STUDENT_DIR
+
+        config = config.replace(model=dataclasses.replace(config.model, name=str(run_dir / STUDENT_DIR)))
+        runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
+    return run_dir
+
+
+def submit(parent_dir: str | Path, method_name: str, options: dict[str, Any] | list[str] | None = None, *,
+           name: str | None = None, owner: str | None = None) -> str:
+    """Queue a derived run of ``parent_dir`` for the job worker; return its run id. Refusals come first."""
+    from core import jobs
+
+    parent_dir = Path(parent_dir)
+    config = plan(parent_dir, method_name, options, name)
+    run_dir = create(config, parent_dir.parent)
+    return jobs.queue_existing(parent_dir.parent, run_dir, kind="derive", owner=owner)
+
+
+def compress_run(parent_dir: str | Path, method_name: str, *, name: str | None = None,
+                 options: dict[str, Any] | list[str] | None = None, echo: EventSink | None = None) -> DerivedOutcome:
+    """Make the derived run of ``parent_dir`` with ``method_name`` in this process, evaluate it and return it.
+
+    Raises DerivedRunError (or CompressionError, ConfigError) before any work when the parent can't be used;
+    once the derived run exists, a failure is recorded in its status and re-raised, and the parent stays as it was.
+    """
+    parent_dir = Path(parent_dir)
+    run_dir = create(plan(parent_dir, method_name, options, name), parent_dir.parent)
+    return make(run_dir, echo=echo)
+
+
+def make(run_dir: str | Path, *, resume: bool = False, echo: EventSink | None = None) -> DerivedOutcome:
+    """Make the model of the derived run ``run_dir`` (created by :func:`create`), evaluate it, write its report.
+
+    What the job worker runs (``python -m core derive``). Failures are recorded in the run's status and
+    re-raised (a student's training failure as core.recipe.RunFailed).
+    """
+    from core.recipe import load_run_config
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    root, parent_dir = run_dir.parent, run_dir.parent / config.derived.parents[0]
+    method = compress.method(config.derived.method)
+    if method.made == "train":
+        return _train_student(config, run_dir, parent_dir, resume, echo)
+    t0 = time.monotonic()
+    try:
+        with EventWriter(run_dir / runs.EVENTS, echo=echo) as events:
+            events({"type": "start", "derived": config.to_dict()["derived"]})
+            runs.write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None)
+            runs.index_run(root, run_dir)
+            check_parent(parent_dir, method.name)  # the parent may have changed since the run was queued
+            if method.made == "at_load":
+                _marked_copy(parent_dir, run_dir, {"method": method.name, "options": config.derived.options})
+            else:
+                _export(parent_dir, run_dir, config)
+            from core.evaluate import evaluate_splits
+
+            evaluated = evaluate_splits(run_dir)
+            report = derived_report(run_dir, parent_dir, config, evaluated, time.monotonic() - t0)
+            runs.atomic_write_json(run_dir / runs.REPORT, report)
+            events({"type": "end", "state": "completed", "test_headline": report[report["eval_split"]]["headline"]})
+        runs.write_status(run_dir, state="completed", finished=time.time())
+    except BaseException as exc:
+        runs.write_status(run_dir, state="failed", finished=time.time(), error=_message(exc))
+        shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)  # links or a copy: the parent keeps its own
+        shutil.rmtree(run_dir / (runs.MODEL_DIR + ".tmp"), ignore_errors=True)
+        runs.index_run(root, run_dir)
+        raise
+    runs.index_run(root, run_dir)
+    return DerivedOutcome(run_dir, report)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, (DerivedRunError, compress.CompressionError)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"Could not write the derived run ({exc.strerror}: {exc.filename}). Free space or fix permissions, then try again."
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _marked_copy(parent_dir: Path, run_dir: Path, marker: dict[str, Any]) -> Path:
+    """``run_dir/model``: the parent's files as hard links, and a new ``config.json`` that carries ``marker``."""
+    model_dir = run_dir / runs.MODEL_DIR
+    link_or_copy_tree(parent_dir / runs.MODEL_DIR, model_dir)
+    model_config = runs.read_json(model_dir / "config.json") or {}
+    (model_dir / "config.json").unlink()  # a hard link to the parent's: replaced, never written through
+    runs.atomic_write_json(model_dir / "config.json", {**model_config, compress.MARKER: marker})
+    return model_dir
+
+
+def _export(parent_dir: Path, run_dir: Path, config: RunConfig) -> None:
+    """``run_dir/model``: the parent's tokenizer and config with the marker, and ``model.onnx`` (+ predict.py)."""
+    from core.data import load_bundle
+    from core.model_format import load_saved
+    from core.onnx_export import export
+
+    model, tokenizer, task = load_saved(parent_dir / runs.MODEL_DIR)
+    bundle = load_bundle(config.data, config.task)
+    frame = bundle.validation if len(bundle.validation) else bundle.train
+    texts = [" ".join(t) for t in frame["tokens"][:16]] if task == "token" else frame["text"].astype(str).tolist()[:16]
+    tmp = run_dir / (runs.MODEL_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    facts = export(model, tokenizer, task, tmp, quantize=config.derived.method == "onnx-int8", check_texts=texts)
+    tokenizer.save_pretrained(tmp)
+    model_config = runs.read_json(parent_dir / runs.MODEL_DIR / "config.json") or {}
+    export_facts = {**facts, "max_length": config.model.max_length, "threshold": config.train.multi_label_threshold}
+    runs.atomic_write_json(tmp / "config.json", {**model_config, compress.MARKER: {
+        "method": config.derived.method, "options": config.derived.options, "export": export_facts}})
+    runs.swap_in(tmp, run_dir / runs.MODEL_DIR)
+
+
+def _train_student(config: RunConfig, run_dir: Path, parent_dir: Path, resume: bool,
+                   echo: EventSink | None) -> DerivedOutcome:
+    from core.recipe import RecipeHooks, run_training
+    from core.student import STUDENT_DIR, distill_loss, every_other_layer, layers_to_keep, write_student
+
+    student_dir = run_dir / STUDENT_DIR
+    options = compress.parse_options(config.derived.method, config.derived.options)
+    if not resume or not student_dir.is_dir():
+        try:
+            check_parent(parent_dir, config.derived.method)
+            if Path(config.model.name) == student_dir:  # else a named student model: trained from its own weights
+                shutil.rmtree(student_dir, ignore_errors=True)
+                write_student(parent_dir / runs.MODEL_DIR, student_dir,
+                              (lambda depth: layers_to_keep(options.drop, depth)) if config.derived.method == "prune-layers"
+                              else every_other_layer)
+        except BaseException as exc:
+            runs.write_status(run_dir, state="failed", finished=time.time(), error=_message(exc))
+            runs.index_run(run_dir.parent, run_dir)
+            raise
+    t0 = time.monotonic()
+    hooks = RecipeHooks(
+        train_loss=(lambda train_set, collator, hard: distill_loss(config, parent_dir, train_set, collator, hard, options))
+        if config.derived.method == "distill" else None,
+        amend_report=lambda report: {**report, "derived": lineage_block(run_dir, parent_dir, config, report,
+                                                                        time.monotonic() - t0)})
+    outcome = run_training(config, run_dir, resume=resume, echo=echo, hooks=hooks)  # RunFailed says why it failed
+    if outcome.state == "completed" and not config.train.keep_checkpoint:
+        shutil.rmtree(student_dir, ignore_errors=True)  # the starting weights: needed to resume, not once completed
+    return DerivedOutcome(run_dir, outcome.report or {})
 
 
 def link_or_copy_tree(source: Path, target: Path) -> None:
@@ -76,62 +280,45 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def compress_run(parent_dir: str | Path, method_name: str, *, name: str | None = None) -> DerivedOutcome:
-    """Make the derived run of ``parent_dir`` compressed with ``method_name``, evaluate it and return it.
-
-    Raises DerivedRunError (or CompressionError) before any work when the parent can't be used; once the
-    derived run exists, a failure is recorded in its status and re-raised, and the parent stays as it was.
-    """
-    from core.evaluate import evaluate_splits
-
-    parent_dir = Path(parent_dir)
-    parent_config = check_parent(parent_dir, method_name)
-    root = parent_dir.parent
-    config = {**parent_config, "name": name or f"{parent_config.get('name', 'run')}-{method_name}",
-              "derived": {"method": method_name, "options": {}, "parents": [parent_dir.name]}}
-    run_dir = runs.create_run_dir(root, config["name"], config)
-    t0 = time.monotonic()
-    try:
-        with EventWriter(run_dir / runs.EVENTS) as events:
-            events({"type": "start", "derived": config["derived"]})
-            runs.write_status(run_dir, state="running", started=time.time())
-            model_dir = run_dir / runs.MODEL_DIR
-            link_or_copy_tree(parent_dir / runs.MODEL_DIR, model_dir)
-            model_config = runs.read_json(model_dir / "config.json") or {}
-            (model_dir / "config.json").unlink()  # a hard link to the parent's: replaced, never written through
-            runs.atomic_write_json(model_dir / "config.json", {**model_config, compress.MARKER: {"method": method_name, "options": {}}})
-            evaluated = evaluate_splits(run_dir)
-            report = derived_report(run_dir, parent_dir, config, evaluated, time.monotonic() - t0)
-            runs.atomic_write_json(run_dir / runs.REPORT, report)
-            events({"type": "end", "state": "completed", "test_headline": report[report["eval_split"]]["headline"]})
-        runs.write_status(run_dir, state="completed", finished=time.time())
-    except BaseException as exc:
-        runs.write_status(run_dir, state="failed", finished=time.time(), error=f"{type(exc).__name__}: {exc}")
-        shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)  # links or a copy: the parent keeps its own
-        runs.index_run(root, run_dir)
-        raise
-    runs.index_run(root, run_dir)
-    return DerivedOutcome(run_dir, report)
-
-
-def derived_report(run_dir: Path, parent_dir: Path, config: dict[str, Any], evaluated: dict[str, Any],
+def derived_report(run_dir: Path, parent_dir: Path, config: RunConfig, evaluated: dict[str, Any],
                    seconds: float) -> dict[str, Any]:
-    """report.json of a derived run: the parent's report with this model's evaluations, sizes and lineage."""
-    from core.inference import Predictor
-
+    """report.json of a derived run that did not train: the parent's report with this model's evaluations."""
     parent_report = runs.read_json(parent_dir / runs.REPORT) or {}
     eval_split = evaluated["eval_split"]
-    parent_headline = (parent_report.get(eval_split) or {}).get("headline") or {}
-    size_mb = compress.serialized_mb(Predictor(run_dir / runs.MODEL_DIR).model)
-    parent_size_mb = compress.serialized_mb(Predictor(parent_dir / runs.MODEL_DIR).model)
     report = {**parent_report, "run_id": run_dir.name, "eval_split": eval_split, "validation": evaluated["validation"],
               "test": evaluated.get("test"), "history": [], "best_step": None,
               "timings": {"eval_s": seconds}, "saved_model_mb": folder_mb(run_dir / runs.MODEL_DIR)}
-    report["derived"] = {
-        **config["derived"], "parent_headline": parent_headline, "headline": evaluated[eval_split]["headline"],
-        "weights_mb": size_mb, "parent_weights_mb": parent_size_mb,
-    }
+    report["derived"] = lineage_block(run_dir, parent_dir, config, report, seconds)
     return report
+
+
+def lineage_block(run_dir: Path, parent_dir: Path, config: RunConfig, report: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The ``derived`` block of report.json: lineage, headlines, weight sizes, and speed beside the parent's.
+
+    Both models are loaded from their saved folders (a student's is saved before its report is written).
+    """
+    from core.deploy import measure_speed
+    from core.evaluate import run_predictor
+
+    parent_report = runs.read_json(parent_dir / runs.REPORT) or {}
+    eval_split = report["eval_split"]
+    predictors = {"parent": run_predictor(parent_dir), "derived": run_predictor(run_dir)}
+    speed = measure_speed(predictors, _speed_texts(config))
+    return {**config.to_dict()["derived"], "parent_headline": (parent_report.get(eval_split) or {}).get("headline") or {},
+            "headline": (report.get(eval_split) or {}).get("headline") or {},
+            "weights_mb": compress.serialized_mb(predictors["derived"].model),
+            "parent_weights_mb": compress.serialized_mb(predictors["parent"].model),
+            "speed": speed.get("derived"), "parent_speed": speed.get("parent"), "seconds": seconds}
+
+
+def _speed_texts(config: RunConfig) -> list[str]:
+    from core.data import load_bundle
+
+    bundle = load_bundle(config.data, config.task)
+    frame = bundle.test if len(bundle.test) else bundle.validation
+    if config.task == "token":
+        return [" ".join(t) for t in frame["tokens"]]
+    return frame["text"].astype(str).tolist()
 
 
 def lineage(report: dict[str, Any]) -> dict[str, Any] | None:

@@ -40,7 +40,8 @@ class Predictor:
         self.threshold = threshold
         self.batch_size = batch_size
         self.precision = precision
-        self.device = next(self.model.parameters()).device
+        # an ONNX model (core.onnx_export.OnnxModel) has no torch parameters: it takes CPU tensors
+        self.device = next(self.model.parameters(), torch.empty(0)).device
         if self.device.type == "cpu":
             use_eager_attention(self.model)  # 2% (fp32) to 7% (bf16) more texts/s than SDPA on the CPU
         use_cls_only_top_layer(self.model)  # sequence tasks: the same logits, ~1/7 less work (core/cls_top_layer.py)

@@ -47,7 +47,7 @@ class Job:
     id: int
     run_id: str
     run_dir: str
-    kind: str  # "train" (fresh) or "resume" (from checkpoints/last)
+    kind: str  # "train" (fresh), "derive" (a derived run: core.derived) or "resume" (from checkpoints/last)
     state: str
     submitted: float
     claimed: float | None
@@ -106,9 +106,17 @@ def submit(config: Any, root: str | Path | None = None, owner: str | None = None
     except OSError as exc:
         raise JobError(f"Can't create the run in the runs folder {root} ({exc.strerror or exc}). Free space on its "
                        "disk or make it writable (or point TUNEBOARD_HOME elsewhere), then start the run again.") from exc
+    return queue_existing(root, run_dir, "train", owner)
+
+
+def queue_existing(root: str | Path, run_dir: Path, kind: str, owner: str | None = None) -> str:
+    """Queue a job for a run directory that already holds its config and a queued status; return the run id.
+
+    ``kind``: ``train``, or ``derive`` for a derived run (core.derived makes its directory first).
+    """
     with _db(root) as con:
-        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted, owner) VALUES (?, ?, 'train', 'queued', ?, ?)",
-                    (run_dir.name, str(run_dir), time.time(), owner))
+        con.execute("INSERT INTO jobs (run_id, run_dir, kind, state, submitted, owner) VALUES (?, ?, ?, 'queued', ?, ?)",
+                    (run_dir.name, str(run_dir), kind, time.time(), owner))
     runs.index_run(root, run_dir)
     return run_dir.name
 
@@ -338,6 +346,9 @@ def log_lines(run_dir: str | Path, n: int = 20) -> list[str]:
 
 
 def train_command(job: Job, root: Path) -> list[str]:
+    if job.kind == "derive" or job.kind == "resume" and (runs.read_json(Path(job.run_dir, runs.CONFIG)) or {}).get("derived"):
+        return [sys.executable, "-m", "core", "--root", str(root), "derive", "--run-dir", job.run_dir,
+                *(["--resume"] if job.kind == "resume" else [])]
     base = [sys.executable, "-m", "core", "--root", str(root), "train"]
     if job.kind == "resume":
         return [*base, "--resume", job.run_dir]
@@ -359,7 +370,7 @@ def _claim(root: Path) -> Job | None:
 
 def _start(root: Path, job: Job) -> subprocess.Popen[bytes]:
     run_dir = Path(job.run_dir)
-    if job.kind == "train":
+    if job.kind in ("train", "derive"):
         # A fresh start must not inherit a cancel from an earlier attempt of the same directory.
         Path(run_dir, runs.CANCEL_FLAG).unlink(missing_ok=True)
     env = {**os.environ, "TUNEBOARD_HOME": str(root), "PYTHONUNBUFFERED": "1",
@@ -433,7 +444,7 @@ class Worker:
                     break
                 with _db(self.root) as con:
                     cancelled = con.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job.id,)).fetchone()[0]
-                if cancelled or (job.kind == "train" and runs.cancel_requested(job.run_dir)):
+                if cancelled or (job.kind in ("train", "derive") and runs.cancel_requested(job.run_dir)):
                     runs.write_status(job.run_dir, state="cancelled", finished=time.time())
                     runs.index_run(self.root, job.run_dir)
                     _finish_job(self.root, job, None)

@@ -52,6 +52,8 @@ LOOP_STATE = "loop_state.json"
 RNG_STATE = "rng_state.pt"
 STRATEGY_STATE = "strategy_state.pt"
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# A training loss that also needs the batch's row indices (distillation looks up cached teacher logits by row).
+RowLossFn = Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
 
 
 @dataclass
@@ -200,10 +202,12 @@ def train(
     on_best: Callable[[torch.nn.Module], None],
     resume: bool = False,
     accelerator: Accelerator | None = None,
+    train_loss: RowLossFn | None = None,
 ) -> TrainResult:
     """Train ``plan.model`` on ``train_set``; evaluate on ``val_set``; return how it ended.
 
-    ``score`` turns predictions into validation metrics (``metric_name`` among them, or ``loss``);
+    ``loss_fn`` is the task's loss (validation loss, and the training loss unless ``train_loss`` is given:
+    core.student.DistillLoss); ``score`` turns predictions into validation metrics (``metric_name`` among them, or ``loss``);
     ``on_best`` saves the model whenever that metric improves; ``should_stop`` is checked after every
     optimizer step and, when it answers True, the loop saves a resumable checkpoint and returns
     ``cancelled``.
@@ -331,7 +335,7 @@ def train(
             with contextlib.nullcontext() if sync else accelerator.no_sync(model), autocast(cfg.precision, accelerator.device, config.task):
                 inputs = model_inputs(batch)
                 logits = train_cache.forward(indices, inputs) if train_cache else model(**inputs).logits
-                loss = loss_fn(logits, batch["labels"])
+                loss = train_loss(logits, batch["labels"], indices) if train_loss else loss_fn(logits, batch["labels"])
             if plan.regulariser is not None:
                 loss = loss + plan.regulariser()
             accelerator.backward(loss / group_size)
@@ -355,6 +359,7 @@ def train(
             window_steps += 1
             step = state.global_step
             faults.point("step")
+            faults.pace()
 
             if step % cfg.log_every == 0 or step == total_steps:
                 # The only host sync of the step loop: one .item() per logged window, not per step.

@@ -10,7 +10,8 @@ maps ``id2label``/``label2id``), the tokenizer beside it, and these keys of our 
   head, ``adapter/`` holds the prefix (peft), and :func:`load_saved` wraps the model with it;
 * ``tuneboard_base_model_type`` — the plain-transformers marker (:func:`guard_plain_loading`);
 * ``tuneboard_compression`` — ``{"method", "options"}`` of a derived run's compressed model
-  (core.compress): :func:`load_saved` loads the fp32 weights and compresses them again (int8).
+  (core.compress): :func:`load_saved` loads the fp32 weights and compresses them again (int8), or
+  runs the folder's ``model.onnx`` through onnxruntime (onnx, onnx-int8; core.onnx_export).
 
 Per strategy (``StrategyPlan.save_format``):
 
@@ -117,6 +118,13 @@ def plain_loadable(model_dir: str | Path) -> bool:
     return BASE_TYPE_KEY not in json.loads((Path(model_dir) / "config.json").read_text())
 
 
+def saved_format(model_config: dict[str, Any]) -> str:
+    """How a saved ``config.json`` says its weights were written: ``prefix``, ``adapter`` or ``plain``."""
+    if model_config.get(PEFT_KEY) == "prefix":
+        return "prefix"
+    return "adapter" if model_config.get(ADAPTER_KEY) else "plain"
+
+
 def guard_plain_loading(model_dir: Path, kind: str) -> None:
     """Make plain transformers refuse ``model_dir`` instead of loading it without the strategy's extras."""
     path = model_dir / "config.json"
@@ -153,6 +161,17 @@ def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
     config = json.loads((model_dir / "config.json").read_text())
     is_token = any("TokenClassification" in a for a in config.get("architectures", []))
     task = config.get(TASK_KEY) or ("token" if is_token else "single_label")
+    if config.get(COMPRESSION_KEY):
+        from core.compress import CompressionError, folder_method
+
+        try:
+            exported = folder_method(config[COMPRESSION_KEY]).made == "export"
+        except CompressionError as exc:
+            raise ModelError(f"{model_dir}: {exc}") from None
+        if exported:  # no torch weights: the folder's model.onnx, run by onnxruntime
+            from core.onnx_export import OnnxModel
+
+            return OnnxModel(model_dir, _real_config(config)), AutoTokenizer.from_pretrained(model_dir), task
     cls = AutoModelForTokenClassification if task == "token" else AutoModelForSequenceClassification
     model = cls.from_pretrained(model_dir, config=_real_config(config))
     # Strategies whose weights plain transformers can't express (see the module docstring).

@@ -28,11 +28,11 @@ from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
 from core.device import reset_peak_memory
 from core.events import EventSink, EventWriter, read_events
-from core.loop import LOOP_STATE, Predictions, TrainResult, make_loss, predict, train
+from core.loop import LOOP_STATE, LossFn, Predictions, RowLossFn, TrainResult, make_loss, predict, train
 from core.metrics import build_report, predictions_frame, resolve_metric_for_best
 from core.models import ModelError, load_model, load_tokenizer, model_facts
 from core.strategies import StrategyError, build_strategy
-from core.tokenize import PaddingCollator, encode_split, token_stats
+from core.tokenize import EncodedSplit, PaddingCollator, encode_split, token_stats
 
 USER_ERRORS = (ConfigError, DataError, ModelError, StrategyError)
 BEST_WEIGHTS = "checkpoints/best.safetensors"
@@ -44,6 +44,16 @@ class RunFailed(RuntimeError):
     def __init__(self, run_dir: Path, message: str):
         self.run_dir = run_dir
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class RecipeHooks:
+    """What a derived run (core.derived: a distilled or pruned student) adds to a training run."""
+
+    # the training loss from the encoded training split, the collator and the task's loss (distillation)
+    train_loss: Callable[[EncodedSplit, PaddingCollator, LossFn], RowLossFn] | None = None
+    # report.json before it is written and the run is marked completed, model/ already saved (the lineage block)
+    amend_report: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -99,10 +109,12 @@ def run_training(
     resume: bool = False,
     echo: EventSink | None = None,
     should_stop: Callable[[], bool] | None = None,
+    hooks: RecipeHooks | None = None,
 ) -> RunOutcome:
     """Train and evaluate one run; every outcome (success, cancel, error) is recorded in its directory.
 
-    Raises RunFailed (with the user-facing message) when the run fails.
+    ``hooks``: what a derived run's student adds (core.derived). Raises RunFailed (with the user-facing
+    message) when the run fails.
     """
     if run_dir is None:
         run_dir = runs.create_run_dir(config.runs_root, config.name, config.to_dict())
@@ -128,7 +140,7 @@ def run_training(
 
     with EventWriter(run_dir / runs.EVENTS, time_offset=prior, echo=echo) as events:
         try:
-            outcome = _train_and_report(config, run_dir, events, stop, resume)
+            outcome = _train_and_report(config, run_dir, events, stop, resume, hooks or RecipeHooks())
         except USER_ERRORS as exc:
             _fail(config, run_dir, events, str(exc))
             raise RunFailed(run_dir, str(exc)) from exc
@@ -178,7 +190,7 @@ def _fail(config: RunConfig, run_dir: Path, events: EventSink, message: str, tb:
 
 
 def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop: Callable[[], bool],
-                      resume: bool) -> RunOutcome:
+                      resume: bool, hooks: RecipeHooks) -> RunOutcome:
     task = config.task
     t0 = time.monotonic()
     from accelerate import Accelerator
@@ -225,7 +237,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     result = train(config, plan, encoded["train"], encoded["validation"], collator=collator, loss_fn=loss_fn,
                    score=score, metric_name=metric_name, events=events, should_stop=stop,
                    checkpoint_dir=run_dir / runs.CHECKPOINT_DIR, on_best=save_best, resume=resume,
-                   accelerator=accelerator)
+                   accelerator=accelerator,
+                   train_loss=hooks.train_loss(encoded["train"], collator, loss_fn) if hooks.train_loss else None)
     if result.state == "cancelled":
         events({"type": "end", "state": "cancelled", "step": result.global_step})
         runs.write_status(run_dir, state="cancelled", finished=time.time(), step=result.global_step)
@@ -289,6 +302,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         "saved_model_mb": saved_mb,
         "history": result.evals,
     }
+    if hooks.amend_report is not None:
+        report = hooks.amend_report(report)
     runs.atomic_write_json(run_dir / runs.REPORT, report)
     headline = reports[eval_split]["headline"]
     events({"type": "end", "state": "completed", "best_step": result.best_step, "best_metric": result.best_metric,

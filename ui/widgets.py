@@ -24,12 +24,15 @@ def draft_values() -> dict[str, Any]:
     return values
 
 
-def field_widget(spec: dict[str, Any], section: str, container: Any = st) -> Any:
-    """Draw the widget of one config field (value kept in ``st.session_state[cfg.<section>.<name>]``)."""
-    k = key(section, spec["name"])
+def field_widget(spec: dict[str, Any], section: str, container: Any = st, *, widget_key: str | None = None) -> Any:
+    """Draw the widget of one config field (value kept in ``st.session_state[cfg.<section>.<name>]``).
+
+    ``widget_key``: keep it under that key instead, outside the run-config draft (a compression method's options).
+    """
+    k = widget_key or key(section, spec["name"])
     kind = widget_kind(spec)
     if k not in st.session_state:
-        default = defaults().get(k, spec["default"])
+        default = spec["default"] if widget_key else defaults().get(k, spec["default"])
         st.session_state[k] = float(default) if kind == "float" and default is not None else default
     elif kind == "float" and isinstance(st.session_state[k], int):
         st.session_state[k] = float(st.session_state[k])

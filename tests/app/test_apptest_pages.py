@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,68 @@ def test_evaluation_of_a_derived_run_names_its_parent_and_what_it_cost(seeded, t
     assert f"**int8** of run `{parent.name}`" in said and f"{value:.4f} against the parent's" in said
     assert {"f1 macro", "accuracy"} <= {m.label for m in at.metric}
     assert len(at.get("plotly_chart")) >= 1  # its own confusion matrix, from its own predictions
+
+
+def legacy_root(tmp_path: Path, monkeypatch) -> tuple[Path, str]:
+    """A runs root holding a copy of the fixture run (a completed run of a tiny 1-layer BERT)."""
+    import shutil
+
+    from tests.support.paths import REPO
+
+    run_id = "20261202-211038-legacy-full-bb0a"
+    root = tmp_path / "runs"
+    shutil.copytree(REPO / "tests" / "fixtures" / "legacy_run" / run_id, root / run_id)
+    monkeypatch.setenv("TUNEBOARD_HOME", str(root))
+    return root, run_id
+
+
+def test_deploy_page_queues_the_ticked_methods_with_their_options(monkeypatch, tmp_path):
+    from core import jobs
+
+    root, run_id = legacy_root(tmp_path, monkeypatch)
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: False)  # queued, not made: the worker is tested elsewhere
+    at = open_page("deploy", run_id)
+    assert "No variants of this run yet" in texts(at)
+    at.checkbox(key="deploy_method_int8").check()
+    at.checkbox(key="deploy_method_distill").check()
+    at.number_input(key="deploy_opt_distill_alpha").set_value(0.7)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Queued 2 variant(s)" in "\n".join(s.value for s in at.success)
+    queued = {j.run_id: j for j in jobs.list_jobs(root, ("queued",))}
+    assert len(queued) == 2 and {j.kind for j in queued.values()} == {"derive"}
+    configs = {json.loads((root / r / "config.json").read_text())["derived"]["method"]: json.loads((root / r / "config.json").read_text())
+               for r in queued}
+    assert configs["distill"]["derived"]["options"]["alpha"] == 0.7 and configs["int8"]["derived"]["parents"] == [run_id]
+    table = at.dataframe[0].value
+    assert sorted(table["method"]) == ["distill", "int8", "original"]
+    assert set(table.loc[table["method"] != "original", "state"]) == {"queued"}
+
+
+def test_deploy_page_refuses_a_bad_option_and_queues_nothing(monkeypatch, tmp_path):
+    from core import jobs
+
+    root, run_id = legacy_root(tmp_path, monkeypatch)
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: False)
+    at = open_page("deploy", run_id)
+    at.checkbox(key="deploy_method_int8").check()
+    at.checkbox(key="deploy_method_prune-layers").check()
+    at.text_input(key="deploy_opt_prune-layers_drop").input("top:1")
+    at.button[0].click().run()
+    assert "drops all 1 layers; keep at least one" in "\n".join(e.value for e in at.error)
+    assert jobs.list_jobs(root, ("queued",)) == []  # int8 was fine, but nothing is queued when one method is refused
+
+
+def test_deploy_page_shows_a_made_variant_beside_its_run(monkeypatch, tmp_path):
+    from core.derived import compress_run
+
+    root, run_id = legacy_root(tmp_path, monkeypatch)
+    variant = compress_run(root / run_id, "int8").run_dir.name
+    at = open_page("deploy", run_id)
+    table = at.dataframe[0].value
+    row = table[table["run_id"] == variant].iloc[0]
+    assert row["method"] == "int8" and row["state"] == "completed" and row["weights_mb"] < table.iloc[0]["weights_mb"]
+    assert row["p50_ms"] > 0 and row["speedup"] > 0
+    at.selectbox(key="deploy_pick").set_value(variant).run()
+    assert "quantizes them to int8 when it loads them" in texts(at)
+    assert any(f"core serve {variant}" in c.value for c in at.code)

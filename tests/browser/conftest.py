@@ -87,7 +87,8 @@ def app_server(tmp_path_factory):
     """The dashboard as a user runs it (`make run`), one server for every local-mode browser test;
     yields (url, runs root)."""
     root = browser_root(tmp_path_factory, "browser")
-    with streamlit_server("streamlit_app.py", root, tmp_path_factory.getbasetemp()) as url:
+    # every optimizer step takes at least 50 ms: the walk's run (300 steps) is still training when it cancels it
+    with streamlit_server("streamlit_app.py", root, tmp_path_factory.getbasetemp(), TUNEBOARD_PACE_STEP_S="0.05") as url:
         yield url, root
 
 

@@ -7,6 +7,8 @@ import io
 import re
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 LOSS_POINTS_JS = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
   const loss = plots.find(p => (p.querySelector('.ytitle') || {}).textContent === 'loss');
@@ -58,9 +60,20 @@ def progress_step(page) -> int:
 
 
 def choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the selectbox labelled ``label``."""
-    page.get_by_label(label, exact=True).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    """Pick ``option`` in the selectbox labelled ``label``.
+
+    A rerun that redraws the widget as it is clicked (a fragment's timer, a rerun still drawing) closes
+    its list again: the click is repeated until the option shows."""
+    settle(page)
+    wanted = page.get_by_role("option", name=option, exact=True)
+    for _ in range(5):
+        page.get_by_label(label, exact=True).click()
+        try:
+            wanted.wait_for(timeout=3000)
+            break
+        except PlaywrightTimeout:
+            settle(page)
+    wanted.click()
     settle(page)
 
 

@@ -4,13 +4,17 @@ limits, the audit log, run ids from links and the data roots."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from core import actions, audit, jobs, runs, serving, users
 from core.access import AccessDenied, Action, Role, User, check
+from tests.support.paths import REPO
 from tests.support.tiny import tiny_config
+
+LEGACY = REPO / "tests" / "fixtures" / "legacy_run" / "20261202-211038-legacy-full-bb0a"  # a real 2-layer MiniLM run
 
 # The issue's table, written out (not derived from core.access.NEEDS, so a change there must match it).
 ALLOWED = {
@@ -33,9 +37,15 @@ def cancelled_run(root: Path, owner: str) -> str:
 
 def do(action: Action, user: User, root: Path):
     """Do ``action`` as ``user`` through core.actions; returns a check that it took effect."""
-    if action is Action.VIEW or action is Action.DERIVE:  # viewing changes nothing; derived models come next
+    if action is Action.VIEW:  # viewing changes nothing
         check(user, action)
         return lambda: True
+    if action is Action.DERIVE:
+        parent = root / "legacy"
+        if not parent.exists():
+            shutil.copytree(LEGACY, parent)
+        run_id, = actions.derive(user, "legacy", root, {"int8": {}}, start_worker=False)
+        return lambda: jobs.latest_job(root, run_id).kind == "derive" and jobs.owner_of(root, run_id) == user.name
     if action is Action.UPLOAD:
         path = root / ".uploads"
         actions.save_upload(user, root, "reviews.csv", b"text,label\ngood,pos\n")
@@ -73,15 +83,17 @@ def test_each_role_may_do_what_the_table_says_and_nothing_more(runs_root, role, 
     if action in ALLOWED[role]:
         took_effect = do(action, user, runs_root)
         assert took_effect()
-        if action not in (Action.VIEW, Action.DERIVE, Action.READ_SERVER_PATH):  # state changed: audited
+        if action not in (Action.VIEW, Action.READ_SERVER_PATH):  # state changed: audited
             assert [(a["user"], a["action"]) for a in audit.read(runs_root)][-1][0] == user.name
     else:
+        if action is Action.DERIVE:  # the parent run is set-up, not the refused action's doing
+            shutil.copytree(LEGACY, runs_root / "legacy")
         before = sorted(p.relative_to(runs_root) for p in runs_root.rglob("*") if p.name != "audit.jsonl")
         with pytest.raises(AccessDenied, match=rf"To {action} you need the \w+ role, and {user.name} is a {role}\."):
             do(action, user, runs_root)
         # refused before anything was written (set-up rows aside: they are made outside core.actions)
         assert all(a["user"] != user.name for a in audit.read(runs_root))
-        if action in (Action.UPLOAD, Action.MANAGE_USERS, Action.TRAIN):
+        if action in (Action.UPLOAD, Action.MANAGE_USERS, Action.TRAIN, Action.DERIVE):
             assert sorted(p.relative_to(runs_root) for p in runs_root.rglob("*") if p.name != "audit.jsonl") == before
 
 
