@@ -6,13 +6,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import runs
+from core import actions, fuse, runs
+from core.access import Action, allowed
+from core.config import field_specs
 from ui import charts
-from ui.app_state import runs_root
-from ui.compare import COSTS, curves, display_table, filter_runs, runs_table
+from ui.app_state import current_user, runs_root
+from ui.compare import COSTS, curves, display_table, filter_runs, fusion_rows, runs_table
 from ui.runview import config_diff, ema, short_label
+from ui.widgets import field_widget
 
 root = runs_root()
+user = current_user()
 st.title("Compare")
 table = runs_table(root)
 if table.empty:
@@ -35,6 +39,7 @@ event = st.dataframe(
     column_config={
         "run": st.column_config.TextColumn("run", help="name · start time · id suffix"),
         "model": st.column_config.TextColumn("model", width="small"),
+        "made_from": st.column_config.TextColumn("made from", width="small", help="a derived run: its method and parent run"),
         "value": st.column_config.NumberColumn("headline", format="%.4f"),
         "trainable_percent": st.column_config.NumberColumn("trainable %", format="%.3f"),
         "train_s": st.column_config.NumberColumn("train s", format="%.1f"),
@@ -89,3 +94,37 @@ if len(picked) >= 2:
         front = charts.pareto_front(done[cost_label].fillna(float("inf")).tolist(), done[quality].tolist())
         st.caption("Green runs are on the Pareto frontier: no other run is both cheaper and better. "
                    f"Frontier: {', '.join(pd.Series(done['label']).iloc[front])}.")
+
+# --- fusion: the ticked runs as one model ---------------------------------------------------------------
+fused = fusion_rows(root, picked)
+if not fused.empty:
+    st.subheader("Fused runs")
+    st.dataframe(fused, hide_index=True, width="stretch", key="cmp_fused", column_config={
+        "value": st.column_config.NumberColumn("headline", format="%.4f", help="on the members' shared test split"),
+        "vs_best": st.column_config.NumberColumn("vs best member", format="%+.4f"),
+        "vs_mean": st.column_config.NumberColumn("vs members' mean", format="%+.4f"),
+        "weights_mb": st.column_config.NumberColumn("weights MB", format="%.1f"),
+        "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.1f", help="one text"),
+        "speed_vs_member": st.column_config.NumberColumn("texts/s vs a member", format="%.2fx",
+                                                         help="an ensemble costs the sum of its members"),
+    })
+completed = [r for r in picked if (shown.loc[shown["run"] == r, "state"] == "completed").any()]
+if allowed(user, Action.DERIVE) and completed:
+    with st.expander(f"Fuse the {len(completed)} ticked completed run(s) into one model", icon=":material/merge:"):
+        method = st.selectbox("Method", list(fuse.METHODS), key="cmp_fuse_method", help=" ".join(
+            f"{name}: {m.help}" for name, m in fuse.METHODS.items()))
+        specs = field_specs(fuse.METHODS[method].options)
+        for spec in specs:
+            field_widget(spec, method, st, widget_key=f"cmp_fuse_{method}_{spec['name']}")
+        if st.button("Fuse", type="primary", icon=":material/merge:", key="cmp_fuse"):
+            options = {s["name"]: st.session_state[f"cmp_fuse_{method}_{s['name']}"] for s in specs}
+            try:
+                if isinstance(options.get("weights"), str):  # the list field is a comma-separated text box
+                    options["weights"] = [float(w) for w in options["weights"].split(",") if w.strip()]
+                made = actions.fuse(user, completed, root, method, options)
+            except (ValueError, PermissionError) as exc:  # members that can't be fused, a limit: said, nothing queued
+                st.error(str(exc), icon=":material/block:")
+            else:
+                st.success(f"Queued the {method} of {len(completed)} runs as `{made}`; it appears in the table above "
+                           "when the worker has made it (tick it to see it beside its members).")
+                st.page_link("app_pages/training.py", label="Follow it", icon=":material/monitoring:", query_params={"run": made})

@@ -12,7 +12,7 @@ from core.config import ConfigError, field_specs
 from ui import charts
 from ui.app_state import current_run_id, current_user, runs_root, select_run
 from ui.html import md_literal
-from ui.runview import short_label
+from ui.runview import live_cadence, short_label
 from ui.widgets import field_widget
 
 root = runs_root()
@@ -79,8 +79,9 @@ NUMBERS = ["value", "change", "weights_mb", "p50_ms", "p95_ms", "batch32_texts_p
 POLLING = any(r["state"] in ("queued", "running") for r in rows)
 
 
-# Redrawn every 10 s while a variant is queued or being made: the table, the chart and the download follow it.
-@st.fragment(run_every=10 if POLLING else None)
+# Redrawn while a variant is queued or being made (the Training page's status cadence): the table, the chart and
+# the download follow it.
+@st.fragment(run_every=live_cadence()[0] if POLLING else None)
 def variants_view() -> None:
     current = deploy.variants(root, base)
     if POLLING and not any(r["state"] in ("queued", "running") for r in current):

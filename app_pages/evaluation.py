@@ -65,11 +65,18 @@ if lineage:  # a derived run: what it was made from, and what that cost
     sizes = (f" · weights {lineage['weights_mb']:.1f} MB, the parent's {lineage['parent_weights_mb']:.1f} MB"
              if lineage["weights_mb"] is not None and lineage["parent_weights_mb"] is not None else "")
     parent_value = f"{lineage['parent_value']:.4f}" if lineage["parent_value"] is not None else "?"
-    st.info(f"**{md_literal(lineage['method'])}** of run `{parent}`, evaluated on the parent's {split} split: "
-            f"{md_literal(lineage['metric'])} {lineage['value']:.4f} against the parent's {parent_value}{change}{sizes}.",
-            icon=":material/compress:")
-    st.page_link("app_pages/evaluation.py", label="Open the parent run", icon=":material/arrow_upward:",
-                 query_params={"run": parent})
+    if lineage["fused"] and lineage["vs_best"] is not None:
+        members = ", ".join(f"`{p}`" for p in lineage["parents"])
+        st.info(f"**{md_literal(lineage['method'])}** of runs {members}, evaluated on their shared {split} split: "
+                f"{md_literal(lineage['metric'])} {lineage['value']:.4f}; the best member {lineage['best_member']:.4f} "
+                f"({lineage['vs_best']:+.4f}), the members' mean {lineage['mean_member']:.4f} ({lineage['vs_mean']:+.4f})"
+                f"{sizes.replace('the parent', 'the first member')}.", icon=":material/merge:")
+    else:
+        st.info(f"**{md_literal(lineage['method'])}** of run `{parent}`, evaluated on the parent's {split} split: "
+                f"{md_literal(lineage['metric'])} {lineage['value']:.4f} against the parent's {parent_value}{change}{sizes}.",
+                icon=":material/compress:")
+    st.page_link("app_pages/evaluation.py", label="Open the first member" if lineage["fused"] else "Open the parent run",
+                 icon=":material/arrow_upward:", query_params={"run": parent})
 headline = shown.get("headline", {})
 card_names = [n for n in (headline.get("name"), "accuracy", "f1_macro", "f1", "precision", "recall", "mse", "pearson", "loss")
               if n and n in metrics]

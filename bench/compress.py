@@ -90,7 +90,8 @@ def train_parent(root: Path, task: str, source: str, rows: int, epochs: float) -
               "model": {"name": "bundled:minilm-l6", "max_length": 128},
               "train": {"epochs": epochs, "batch_size": 16, "learning_rate": 1e-4 if task != "token" else 2e-4,
                         **({"metric_for_best": "f1"} if task == "token" else {})}}
-    path = root / f"{config['name']}.json"
+    root.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="bench-config-")) / f"{config['name']}.json"
     path.write_text(json.dumps(config))
     t0 = time.monotonic()
     cli("train", "--config", str(path), root=root)
@@ -172,7 +173,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Compression benchmark of {result['date']} on {result['cpu']} ({result['cores']} cores, torch "
              f"{result['torch']}); load {result['load_start']} at the start, {result['load_end']} at the end; "
              f"{result['minutes']:.1f} min in all. Parents: bundled MiniLM-L6 (6 layers), full fine-tuning, "
-             f"{result['rows']} training rows, {result['epochs']} epoch(s); students trained {result['epochs']} epoch(s). "
+             f"{result['rows']} training rows, {result['epochs']} epoch(s); students (distill: every other layer kept, 3 of 6; "
+             f"prune-layers: the top 3 dropped) trained {result['student_epochs']} epoch(s) on the same rows. "
              "Speed: a fresh process per model, models interleaved and their order reversed every repeat, "
              f"{result['repeats']} repeats, medians; one text = p50/p95 of {SINGLE} single-text calls, tokenization included; "
              "batch = texts/s over the test split in batches of 32. Ratios are taken within a repeat (same load).", ""]
@@ -205,7 +207,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--pipeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=4000, help="training rows of each parent")
-    parser.add_argument("--epochs", type=float, default=1.0, help="epochs of each parent and student")
+    parser.add_argument("--epochs", type=float, default=1.0, help="epochs of each parent")
+    parser.add_argument("--student-epochs", type=float, default=2.0, help="epochs of each student (distill, prune-layers)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-ner", action="store_true")
     parser.add_argument("--root", help="keep the runs here (default: a temporary folder)")
@@ -219,14 +222,14 @@ def main() -> None:
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-compress-"))
     tables = {}
     parent = train_parent(root, "single_label", "sample:rotten_tomatoes", args.rows, args.epochs)
-    tables["rotten_tomatoes"] = table_for(parent, variants_of(root, parent, METHODS, args.epochs), args.repeats, pipeline=True)
+    tables["rotten_tomatoes"] = table_for(parent, variants_of(root, parent, METHODS, args.student_epochs), args.repeats, pipeline=True)
     if not args.skip_ner:
         ner = train_parent(root, "token", "sample:wnut16", args.rows, args.epochs)
-        tables["wnut16"] = table_for(ner, variants_of(root, ner, METHODS, args.epochs), args.repeats, pipeline=False)
+        tables["wnut16"] = table_for(ner, variants_of(root, ner, METHODS, args.student_epochs), args.repeats, pipeline=False)
     result = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": _cpu(),
               "cores": __import__("os").cpu_count(), "torch": torch.__version__, "load_start": load_start,
               "load_end": load_avg(), "minutes": (time.monotonic() - started) / 60, "rows": args.rows,
-              "epochs": args.epochs, "repeats": args.repeats, "root": str(root), "tables": tables}
+              "epochs": args.epochs, "student_epochs": args.student_epochs, "repeats": args.repeats, "root": str(root), "tables": tables}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "compress.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "compress.md").write_text(markdown(result) + "\n")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core <command>`` (train, eval, predict, compress, serve, runs, samples, compare, preflight, worker,
+"""Command line: ``python -m core <command>`` (train, eval, predict, compress, fuse, serve, runs, samples, compare, preflight, worker,
 users, share-check)."""
 
 from __future__ import annotations
@@ -153,6 +153,48 @@ def print_variants(parent: Path) -> None:
               f"{cell(r.get('weights_mb'), '.1f'):>7} {cell(r.get('p50_ms'), '.1f'):>7} {cell(r.get('p95_ms'), '.1f'):>7} "
               f"{cell(r.get('batch32_texts_per_s'), '.0f'):>8} {cell(r.get('speedup'), '.2f') + ('x' if r.get('speedup') else ''):>8} "
               f"{'*' if r.get('frontier') else ''}{'  ' + r['state'] if r['state'] != 'completed' else ''}")
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from core.derived import fuse_run
+    from core.recipe import RunFailed
+    from core.runs import find_run
+
+    members = []
+    for given in args.runs:
+        found = find_run(runs_root(args), given)
+        if found is None:
+            _print_error(f"no run {given!r}: give run directories or ids (`python -m core runs` lists them)")
+            return 2
+        members.append(found)
+    options = list(args.set or [])
+    if args.weights:
+        options.append(f"weights=[{args.weights}]")
+        if args.method == "ensemble" and not any(o.startswith("weighting=") for o in options):
+            options.append("weighting=given")
+    try:
+        report = fuse_run(members, args.method, name=args.name, options=options or None).report
+    except RunFailed as exc:
+        _print_error(f"{exc} (run directory: {exc.run_dir})")
+        return 1
+    print_fusion(report)
+    return 0
+
+
+def print_fusion(report: dict[str, Any]) -> None:
+    """The members' headlines beside the fused run's, with its difference to the best and to the mean member."""
+    fusion, derived = report["fusion"], report["derived"]
+    metric = (derived.get("headline") or {}).get("name") or "metric"
+    print(f"{'':10} {'run':45} {metric + ' (' + report['eval_split'] + ')':>22}")
+    for member in fusion["members"]:
+        value = member["value"]
+        print(f"{'member':10} {member['run']:45} {value if value is None else format(value, '.4f'):>22}")
+    value = derived["headline"].get("value")
+    print(f"{derived['method']:10} {report['run_id']:45} {value:>22.4f}")
+    if fusion.get("vs_best") is not None:
+        print(f"change: {fusion['vs_best']:+.4f} to the best member ({fusion['best_member']:.4f}), "
+              f"{fusion['vs_mean']:+.4f} to the members' mean ({fusion['mean_member']:.4f}); "
+              f"weights {derived['weights_mb']:.1f} MB (the first member's: {derived['parent_weights_mb']:.1f} MB)")
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
@@ -365,6 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method option, e.g. --set drop=top:2 (prune-layers), --set alpha=0.7 (distill); repeatable")
     p.add_argument("--name", help="name of the derived run (default: <parent name>-<method>)")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("fuse", help="one model from several completed runs of one task (a derived run), evaluated on "
+                                   "their shared test split")
+    p.add_argument("runs", nargs="+", help="run directories or ids (the members)")
+    p.add_argument("--method", required=True, help="ensemble, soup, task_arithmetic, ties or dare_ties")
+    p.add_argument("--weights", help="comma-separated, one per member (ensemble: weighting=given)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a method option, e.g. --set recipe=greedy (soup), --set density=0.3 (ties); repeatable")
+    p.add_argument("--name", help="name of the fused run (default: <first member's name>-<method>)")
+    p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("derive", help=argparse.SUPPRESS)  # the job worker: make a queued derived run
     p.add_argument("--run-dir", required=True)

@@ -154,3 +154,18 @@ def remove_user(user: User, home: str | Path, name: str) -> None:
     check(user, Action.MANAGE_USERS)
     users.remove(home, name)
     audit.record(home, user.name, "remove user", name)
+
+
+def fuse(user: User, member_ids: Sequence[str], root: str | Path, method: str, options: dict[str, Any] | None = None, *,
+         name: str | None = None, start_worker: bool = True, limits: Limits | None = None) -> str:
+    """Queue one fused run of ``member_ids`` (core.fuse), checked before anything is written; returns its run id."""
+    from core import derived
+
+    member_dirs = [runs.run_path(root, run_id) for run_id in member_ids]
+    check(user, Action.DERIVE)
+    _check_queue_room(user, root, 1, limits)
+    run_id = derived.submit_config(derived.plan_fusion(member_dirs, method, options, name), Path(root), owner=user.name)
+    audit.record(root, user.name, "fuse", run_id, method=method, members=list(member_ids))
+    if start_worker:
+        jobs.ensure_worker(root)
+    return run_id

@@ -75,7 +75,8 @@ class Method:
     name: str
     help: str
     tasks: tuple[str, ...]  # the tasks it can compress
-    made: str  # "at_load" (a marker; compressed when loaded), "export" (a new model file), "train" (a student run)
+    made: str  # "at_load" (a marker; compressed when loaded), "export" (a new model file), "train" (a student run),
+    # "fuse" (several runs into one: core.fuse)
     gradients: bool  # whether the result still has gradients (explanations); else explain via the parent
     options: type = NoOptions
 
@@ -106,16 +107,20 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def parse_options(name: str, values: dict[str, Any] | list[str] | None) -> Any:
+def parse_options(found: Method, values: dict[str, Any] | list[str] | None) -> Any:
     """The method's options dataclass from a dict or ``key=value`` strings; ConfigError names a bad key or value."""
-    cls = method(name).options
-    if isinstance(values, list):
+    cls, name = found.options, found.name
+    if isinstance(values, list):  # key=value strings: values read as YAML (2, 0.5, [1, 2]), as the config's --set
+        import yaml
+
+        texts = {f.name: str(f.type) for f in fields(cls)}
         pairs = {}
         for item in values:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
                 raise ConfigError(f"options {item!r}", "an option is written key=value, e.g. epochs=2")
-            pairs[key.strip()] = text.strip()
+            parsed = yaml.safe_load(text) if text.strip() else ""
+            pairs[key.strip()] = text.strip() if texts.get(key.strip(), "").startswith("str") else parsed
         values = pairs
     values = dict(values or {})
     names = [f.name for f in fields(cls)]

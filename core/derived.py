@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core import compress, runs
-from core.config import RunConfig, StrategyConfig, from_dict
+from core.config import ModelConfig, RunConfig, StrategyConfig, from_dict
 from core.events import EventSink, EventWriter
 
 
@@ -43,6 +43,17 @@ class DerivedRunError(ValueError):
 class DerivedOutcome:
     run_dir: Path
     report: dict[str, Any]
+
+
+def find_method(name: str) -> compress.Method:
+    """A compression or fusion method by name (core.compress.METHODS, core.fuse.METHODS)."""
+    from core import fuse
+
+    found = compress.METHODS.get(name) or fuse.METHODS.get(name)
+    if found is None:
+        raise compress.CompressionError(f"unknown method {name!r}; the compression methods are: {', '.join(compress.METHODS)}; "
+                                        f"the fusion methods: {', '.join(fuse.METHODS)}")
+    return found
 
 
 def check_parent(parent_dir: Path, method_name: str) -> dict[str, Any]:
@@ -77,10 +88,14 @@ def plan(parent_dir: str | Path, method_name: str, options: dict[str, Any] | lis
     parent_dir = Path(parent_dir)
     parent_config = check_parent(parent_dir, method_name)
     method = compress.method(method_name)
-    chosen = compress.parse_options(method_name, options)
+    chosen = compress.parse_options(method, options)
     config = from_dict({**parent_config, "name": name or f"{parent_config.get('name', 'run')}-{method_name}",
                         "derived": {"method": method_name, "options": compress.options_dict(chosen),
                                     "parents": [parent_dir.name]}})
+    if method.made == "export":
+        from core.onnx_export import require_onnxruntime
+
+        require_onnxruntime()
     if method.made != "train":
         return config
     parent = from_dict(parent_config)
@@ -98,15 +113,14 @@ def plan(parent_dir: str | Path, method_name: str, options: dict[str, Any] | lis
     rate = chosen.learning_rate or (parent.train.learning_rate if spec(parent.strategy.kind).default_learning_rate is None
                                     else BASE_LEARNING_RATE)
     return config.replace(
-        model=parent.model.__class__(name=chosen.student if method_name == "distill" and chosen.student else "",
-                                     num_layers=None, max_length=parent.model.max_length),
+        model=ModelConfig(name=chosen.student if method_name == "distill" and chosen.student else "",  # "": create() fills it
+                          num_layers=None, max_length=parent.model.max_length),
         strategy=StrategyConfig(kind="full", class_weights=parent.strategy.class_weights,
                                 label_smoothing=parent.strategy.label_smoothing),
         train=dataclasses.replace(parent.train, epochs=chosen.epochs, learning_rate=rate))
 
 
 def _check_student_tokenizer(student: str, parent_dir: Path) -> None:
-    from core.config import ModelConfig
     from core.models import load_tokenizer
     from core.student import check_same_tokenizer
 
@@ -117,7 +131,7 @@ def _check_student_tokenizer(student: str, parent_dir: Path) -> None:
 def create(config: RunConfig, root: Path) -> Path:
     """The derived run's directory with its config and a queued status; a student's config names its folder."""
     run_dir = runs.create_run_dir(root, config.name, config.to_dict())
-    if compress.method(config.derived.method).made == "train" and not config.model.name:
+    if find_method(config.derived.method).made == "train" and not config.model.name:
         from core.student import STUDENT_DIR
 
         config = config.replace(model=dataclasses.replace(config.model, name=str(run_dir / STUDENT_DIR)))
@@ -125,15 +139,46 @@ def create(config: RunConfig, root: Path) -> Path:
     return run_dir
 
 
+def plan_fusion(member_dirs: list[str | Path], method_name: str, options: dict[str, Any] | list[str] | None = None,
+                name: str | None = None) -> RunConfig:
+    """The fused run's config (the first member's, with the members as parents), checked before anything is written."""
+    from core import fuse
+
+    member_dirs = [Path(d) for d in member_dirs]
+    found = find_method(method_name)
+    if found.made != "fuse":
+        raise compress.CompressionError(f"{method_name} is a compression method; fuse with one of: {', '.join(fuse.METHODS)}")
+    configs = fuse.check_members(member_dirs, method_name)
+    chosen = compress.parse_options(found, options)
+    if method_name == "ensemble":
+        fuse.member_weights(member_dirs, chosen)  # weights that don't fit the members are refused now
+    elif getattr(chosen, "weights", None) and len(chosen.weights) != len(member_dirs):
+        raise compress.CompressionError(f"options.weights has {len(chosen.weights)} value(s) for {len(member_dirs)} member(s).")
+    first = configs[0]
+    return from_dict({**first, "name": name or f"{first.get('name', 'run')}-{method_name}",
+                      "derived": {"method": method_name, "options": compress.options_dict(chosen),
+                                  "parents": [d.name for d in member_dirs]}})
+
+
+def submit_config(config: RunConfig, root: Path, owner: str | None = None) -> str:
+    """Create a planned derived run and queue it for the job worker; return its run id."""
+    from core import jobs
+
+    return jobs.queue_existing(root, create(config, root), kind="derive", owner=owner)
+
+
 def submit(parent_dir: str | Path, method_name: str, options: dict[str, Any] | list[str] | None = None, *,
            name: str | None = None, owner: str | None = None) -> str:
     """Queue a derived run of ``parent_dir`` for the job worker; return its run id. Refusals come first."""
-    from core import jobs
-
     parent_dir = Path(parent_dir)
-    config = plan(parent_dir, method_name, options, name)
-    run_dir = create(config, parent_dir.parent)
-    return jobs.queue_existing(parent_dir.parent, run_dir, kind="derive", owner=owner)
+    return submit_config(plan(parent_dir, method_name, options, name), parent_dir.parent, owner)
+
+
+def fuse_run(member_dirs: list[str | Path], method_name: str, *, name: str | None = None,
+             options: dict[str, Any] | list[str] | None = None, echo: EventSink | None = None) -> DerivedOutcome:
+    """Make the fused run of ``member_dirs`` in this process (the CLI's ``fuse``); refusals come before any work."""
+    config = plan_fusion(member_dirs, method_name, options, name)
+    return make(create(config, Path(member_dirs[0]).parent), echo=echo)
 
 
 def compress_run(parent_dir: str | Path, method_name: str, *, name: str | None = None,
@@ -151,57 +196,112 @@ def compress_run(parent_dir: str | Path, method_name: str, *, name: str | None =
 def make(run_dir: str | Path, *, resume: bool = False, echo: EventSink | None = None) -> DerivedOutcome:
     """Make the model of the derived run ``run_dir`` (created by :func:`create`), evaluate it, write its report.
 
-    What the job worker runs (``python -m core derive``). Failures are recorded in the run's status and
-    re-raised (a student's training failure as core.recipe.RunFailed).
+    What the job worker runs (``python -m core derive``). A failure is recorded in the run's status, its
+    half-made model removed, and raised as core.recipe.RunFailed with that message.
     """
     from core.recipe import load_run_config
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    root, parent_dir = run_dir.parent, run_dir.parent / config.derived.parents[0]
-    method = compress.method(config.derived.method)
-    if method.made == "train":
+    parent_dir = run_dir.parent / config.derived.parents[0]
+    made = find_method(config.derived.method)
+    if made.made == "train":
         return _train_student(config, run_dir, parent_dir, resume, echo)
+    if made.made == "fuse":
+        return _fuse(config, run_dir, echo)
+
+    def build() -> dict[str, Any]:
+        check_parent(parent_dir, made.name)  # the parent may have changed since the run was queued
+        if made.made == "at_load":
+            _marked_copy(parent_dir, run_dir, {"method": made.name, "options": config.derived.options})
+        else:
+            _export(parent_dir, run_dir, config)
+        return {}
+
+    return _without_training(config, run_dir, [parent_dir], build, echo)
+
+
+def _without_training(config: RunConfig, run_dir: Path, parent_dirs: list[Path], build: Any,
+                      echo: EventSink | None) -> DerivedOutcome:
+    """Make a model that needs no training (``build()`` writes ``run_dir/model`` and returns what it decided),
+    evaluate it on the parent's splits and write the report; a failure removes the half-made model."""
+    from core.evaluate import evaluate_splits
+
     t0 = time.monotonic()
+    root = run_dir.parent
     try:
         with EventWriter(run_dir / runs.EVENTS, echo=echo) as events:
             events({"type": "start", "derived": config.to_dict()["derived"]})
             runs.write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None)
             runs.index_run(root, run_dir)
-            check_parent(parent_dir, method.name)  # the parent may have changed since the run was queued
-            if method.made == "at_load":
-                _marked_copy(parent_dir, run_dir, {"method": method.name, "options": config.derived.options})
-            else:
-                _export(parent_dir, run_dir, config)
-            from core.evaluate import evaluate_splits
-
+            decided = build()
             evaluated = evaluate_splits(run_dir)
-            report = derived_report(run_dir, parent_dir, config, evaluated, time.monotonic() - t0)
+            report = derived_report(run_dir, parent_dirs[0], config, evaluated, time.monotonic() - t0)
+            if find_method(config.derived.method).made == "fuse":
+                from core.fuse import fusion_block
+
+                report["fusion"] = fusion_block(parent_dirs, report, decided, time.monotonic() - t0)
             runs.atomic_write_json(run_dir / runs.REPORT, report)
             events({"type": "end", "state": "completed", "test_headline": report[report["eval_split"]]["headline"]})
         runs.write_status(run_dir, state="completed", finished=time.time())
     except BaseException as exc:
-        runs.write_status(run_dir, state="failed", finished=time.time(), error=_message(exc))
-        shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)  # links or a copy: the parent keeps its own
+        shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)  # links or a copy: the parents keep their own
         shutil.rmtree(run_dir / (runs.MODEL_DIR + ".tmp"), ignore_errors=True)
-        runs.index_run(root, run_dir)
-        raise
+        _failed(run_dir, parent_dirs, config.derived.method, exc)
     runs.index_run(root, run_dir)
     return DerivedOutcome(run_dir, report)
+
+
+def _fuse(config: RunConfig, run_dir: Path, echo: EventSink | None) -> DerivedOutcome:
+    from core import fuse
+
+    member_dirs = [run_dir.parent / p for p in config.derived.parents]
+    found = find_method(config.derived.method)
+    options = compress.parse_options(found, config.derived.options)
+
+    def build() -> dict[str, Any]:
+        configs = fuse.check_members(member_dirs, found.name)  # the members may have changed since it was queued
+        if found.name == "ensemble":
+            fuse.write_ensemble(member_dirs, run_dir / runs.MODEL_DIR, options, compress.MARKER)
+            return {}
+        model, tokenizer, decided = fuse.merged_model(member_dirs, found.name, options, configs)
+        tmp = run_dir / (runs.MODEL_DIR + ".tmp")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        runs.swap_in(tmp, run_dir / runs.MODEL_DIR)
+        return decided
+
+    return _without_training(config, run_dir, member_dirs, build, echo)
+
+
+def _failed(run_dir: Path, parent_dirs: list[Path], method_name: str, exc: BaseException) -> None:
+    """Record the failure in the derived run's status and raise it as core.recipe.RunFailed (the CLI's exit 1
+    with the message, never a traceback); KeyboardInterrupt and the like go on as they are."""
+    from core.recipe import RunFailed
+
+    which = ", ".join(p.name for p in parent_dirs)
+    message = (f"{method_name} failed: {_message(exc).rstrip('.')}. The run{'s' if len(parent_dirs) > 1 else ''} it was "
+               f"made from ({which}) {'are' if len(parent_dirs) > 1 else 'is'} unchanged.")
+    runs.write_status(run_dir, state="failed", finished=time.time(), error=message)
+    runs.index_run(run_dir.parent, run_dir)
+    if isinstance(exc, Exception):
+        raise RunFailed(run_dir, message) from exc
+    raise exc
 
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, (DerivedRunError, compress.CompressionError)):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
-        return f"Could not write the derived run ({exc.strerror}: {exc.filename}). Free space or fix permissions, then try again."
-    return f"{type(exc).__name__}: {exc}"
+        return (f"Could not write the derived run ({exc.strerror}: {exc.filename}). Free space on the runs folder's disk "
+                "or fix its permissions, then make it again.")
+    return f"{type(exc).__name__}: {exc}."
 
 
 def _marked_copy(parent_dir: Path, run_dir: Path, marker: dict[str, Any]) -> Path:
     """``run_dir/model``: the parent's files as hard links, and a new ``config.json`` that carries ``marker``."""
     model_dir = run_dir / runs.MODEL_DIR
-    link_or_copy_tree(parent_dir / runs.MODEL_DIR, model_dir)
+    runs.link_or_copy_tree(parent_dir / runs.MODEL_DIR, model_dir)
     model_config = runs.read_json(model_dir / "config.json") or {}
     (model_dir / "config.json").unlink()  # a hard link to the parent's: replaced, never written through
     runs.atomic_write_json(model_dir / "config.json", {**model_config, compress.MARKER: marker})
@@ -236,7 +336,7 @@ def _train_student(config: RunConfig, run_dir: Path, parent_dir: Path, resume: b
     from core.student import STUDENT_DIR, distill_loss, every_other_layer, layers_to_keep, write_student
 
     student_dir = run_dir / STUDENT_DIR
-    options = compress.parse_options(config.derived.method, config.derived.options)
+    options = compress.parse_options(find_method(config.derived.method), config.derived.options)
     if not resume or not student_dir.is_dir():
         try:
             check_parent(parent_dir, config.derived.method)
@@ -246,9 +346,7 @@ def _train_student(config: RunConfig, run_dir: Path, parent_dir: Path, resume: b
                               (lambda depth: layers_to_keep(options.drop, depth)) if config.derived.method == "prune-layers"
                               else every_other_layer)
         except BaseException as exc:
-            runs.write_status(run_dir, state="failed", finished=time.time(), error=_message(exc))
-            runs.index_run(run_dir.parent, run_dir)
-            raise
+            _failed(run_dir, [parent_dir], config.derived.method, exc)
     t0 = time.monotonic()
     hooks = RecipeHooks(
         train_loss=(lambda train_set, collator, hard: distill_loss(config, parent_dir, train_set, collator, hard, options))
@@ -259,20 +357,6 @@ def _train_student(config: RunConfig, run_dir: Path, parent_dir: Path, resume: b
     if outcome.state == "completed" and not config.train.keep_checkpoint:
         shutil.rmtree(student_dir, ignore_errors=True)  # the starting weights: needed to resume, not once completed
     return DerivedOutcome(run_dir, outcome.report or {})
-
-
-def link_or_copy_tree(source: Path, target: Path) -> None:
-    """``target`` as a copy of ``source`` whose files are hard links where the file system allows."""
-    for path in source.rglob("*"):
-        out = target / path.relative_to(source)
-        if path.is_dir():
-            out.mkdir(parents=True, exist_ok=True)
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, out)
-        except OSError:  # another file system, or links not allowed: a real copy
-            shutil.copy2(path, out)
 
 
 def folder_mb(path: Path) -> float:
@@ -331,7 +415,10 @@ def lineage(report: dict[str, Any]) -> dict[str, Any] | None:
         return None
     mine, theirs = derived.get("headline") or {}, derived.get("parent_headline") or {}
     value, parent_value = mine.get("value"), theirs.get("value")
+    fusion = report.get("fusion") or {}
     return {"method": derived.get("method"), "parents": list(derived.get("parents") or []), "metric": mine.get("name"),
             "value": value, "parent_value": parent_value,
             "change": value - parent_value if value is not None and parent_value is not None else None,
-            "weights_mb": derived.get("weights_mb"), "parent_weights_mb": derived.get("parent_weights_mb")}
+            "weights_mb": derived.get("weights_mb"), "parent_weights_mb": derived.get("parent_weights_mb"),
+            "fused": bool(fusion), "best_member": fusion.get("best_member"), "vs_best": fusion.get("vs_best"),
+            "mean_member": fusion.get("mean_member"), "vs_mean": fusion.get("vs_mean")}

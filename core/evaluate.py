@@ -13,7 +13,7 @@ from core import runs
 from core.config import DataConfig
 from core.data import DataError, label_ids, load_bundle, load_frame, load_unlabelled
 from core.exports import to_csv_bytes
-from core.inference import Predictor
+from core.inference import MEMBERS_DIR, EnsemblePredictor, Predictor
 from core.metrics import build_report
 from core.recipe import load_run_config
 
@@ -44,8 +44,21 @@ def run_predictor(run_dir: str | Path, **options: Any) -> Predictor:
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    return Predictor(run_dir / runs.MODEL_DIR, threshold=config.train.multi_label_threshold,
-                     max_length=config.model.max_length, **options)
+    model_dir = run_dir / runs.MODEL_DIR
+    ensemble = ensemble_marker(model_dir)
+    if ensemble is not None:  # a fused ensemble (core.fuse): its members, each with the settings of its own run
+        members = [Predictor(model_dir / MEMBERS_DIR / m["run"], threshold=m["threshold"], max_length=m["max_length"], **options)
+                   for m in ensemble["members"]]
+        return EnsemblePredictor(members, [m["weight"] for m in ensemble["members"]], ensemble["options"].get("combine", "average"))
+    return Predictor(model_dir, threshold=config.train.multi_label_threshold, max_length=config.model.max_length, **options)
+
+
+def ensemble_marker(model_dir: Path) -> dict[str, Any] | None:
+    """The marker of an ensemble's ``model/`` folder (method, options, members), or None for any other model."""
+    from core.compress import MARKER
+
+    marker = (runs.read_json(model_dir / "config.json") or {}).get(MARKER) or {}
+    return marker if marker.get("method") == "ensemble" else None
 
 
 def evaluate_run(run_dir: str | Path, data_file: str | Path | None = None) -> dict[str, Any]:

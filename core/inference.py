@@ -23,6 +23,8 @@ from core.metrics import sigmoid, softmax
 from core.model_format import load_saved
 from core.tokenize import IGNORE_INDEX, PaddingCollator, eval_batches
 
+MEMBERS_DIR = "members"  # an ensemble's model/: one folder per member run (core.fuse), hard links to its model/
+
 
 class Predictor:
     """A saved model ready to predict; ``threshold`` applies to multi-label tasks; ``precision`` is fp32, bf16 or auto."""
@@ -81,9 +83,16 @@ class Predictor:
             frame[f"p_{name}"] = probs[:, j]
         return frame
 
-    @torch.inference_mode()
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """Tags per word (the first sub-token of each word decides)."""
+        return [[self.names[i] for i in probs.argmax(-1)] for probs in self.word_probabilities(sentences)]
+
+    @torch.inference_mode()
+    def word_probabilities(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Per sentence, a (words, labels) array of tag probabilities from each word's first sub-token.
+
+        Words cut off by ``max_length`` get certainty of ``O`` (as an untagged word reads).
+        """
         enc = self.tokenizer([list(s) for s in sentences], is_split_into_words=True, truncation=True,
                              max_length=self.max_length)
         rows = []
@@ -91,18 +100,59 @@ class Predictor:
             word_ids = enc.word_ids(i)
             first = [IGNORE_INDEX if w is None or w == p else w for w, p in zip(word_ids, [None, *word_ids[:-1]], strict=True)]
             rows.append({k: enc[k][i] for k in enc} | {"labels": first})
-        tags: list[list[str]] = [["O"] * len(s) for s in sentences]
+        outside = np.zeros(len(self.names), dtype=np.float32)
+        outside[self.names.index("O") if "O" in self.names else 0] = 1.0
+        probs: list[np.ndarray] = [np.tile(outside, (len(s), 1)) for s in sentences]
         lengths = np.array([len(r["input_ids"]) for r in rows])
         for idx in eval_batches(lengths, self.batch_size):
             batch = self.collator([rows[i] for i in idx])
             word_index = batch.pop("labels")
             with autocast(self.precision, self.device, self.task):
-                pred = self.model(**batch).logits.argmax(-1)
+                p = torch.softmax(self.model(**batch).logits.float(), -1)
             for j, row in enumerate(idx):
                 keep = word_index[j] != IGNORE_INDEX
-                for w, t in zip(word_index[j][keep].tolist(), pred[j][keep].tolist(), strict=True):
-                    tags[row][w] = self.names[t]
-        return tags
+                probs[row][word_index[j][keep].numpy()] = p[j][keep].numpy()
+        return probs
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.task, "labels": self.names}
+
+
+class EnsemblePredictor(Predictor):
+    """A fused ensemble (core.fuse): its members' Predictors, their probabilities averaged with weights.
+
+    Members may differ in base model, tokenizer and strategy: each tokenizes the texts itself, and for NER
+    the members' probabilities are averaged per word (words are what every tokenizer shares).
+    ``combine="vote"``: each member's predicted label counts its weight (probabilities break ties).
+    """
+
+    def __init__(self, members: list[Predictor], weights: Sequence[float], combine: str = "average"):
+        first = members[0]
+        self.members, self.combine = members, combine
+        self.weights = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+        self.task, self.names, self.threshold = first.task, first.names, first.threshold
+        self.tokenizer, self.max_length = first.tokenizer, first.max_length
+        self.batch_size, self.precision = first.batch_size, first.precision
+        self.model = torch.nn.ModuleList([m.model for m in members])  # what the ensemble holds (its size)
+        self.device = first.device
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        outputs = [m.logits(texts, pairs) for m in self.members]
+        if self.task == "regression":
+            return np.tensordot(self.weights, np.stack(outputs), axes=1).astype(np.float32)
+        if self.task == "multi_label":
+            p = np.clip(np.tensordot(self.weights, np.stack([sigmoid(o) for o in outputs]), axes=1), 1e-7, 1 - 1e-7)
+            return np.log(p / (1 - p)).astype(np.float32)  # sigmoid() of it gives the averaged probabilities back
+        probs = np.stack([softmax(o) for o in outputs])
+        averaged = np.tensordot(self.weights, probs, axes=1)
+        if self.combine == "vote":
+            votes = np.tensordot(self.weights, np.eye(len(self.names))[probs.argmax(-1)], axes=1)
+            averaged = (votes + 1e-3 * averaged) / (1 + 1e-3)  # the most votes wins; averaged probabilities break ties
+        return np.log(np.clip(averaged, 1e-12, 1)).astype(np.float32)  # softmax() of it gives the averaged probabilities
+
+    def word_probabilities(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        per_member = [m.word_probabilities(sentences) for m in self.members]
+        return [sum(w * member[i] for w, member in zip(self.weights, per_member, strict=True)) for i in range(len(sentences))]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "members": len(self.members)}

@@ -161,6 +161,9 @@ def load_saved(model_dir: str | Path) -> tuple[Any, Any, str]:
     config = json.loads((model_dir / "config.json").read_text())
     is_token = any("TokenClassification" in a for a in config.get("architectures", []))
     task = config.get(TASK_KEY) or ("token" if is_token else "single_label")
+    if (config.get(COMPRESSION_KEY) or {}).get("method") == "ensemble":
+        raise ModelError(f"{model_dir} is an ensemble of several runs' models: open it through its run "
+                         "(core.evaluate.run_predictor(run_dir), python -m core predict RUN).")
     if config.get(COMPRESSION_KEY):
         from core.compress import CompressionError, folder_method
 

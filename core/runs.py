@@ -284,3 +284,26 @@ def find_run(root: str | Path, run_id_or_path: str) -> Path | None:
         if len(matches) == 1:
             return matches[0]
     return None
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (no second copy on disk), or a copy across file systems.
+
+    Derived runs (compressed, fused) share their parents' files this way; a parent's file is never written
+    through a link: a file that differs is written as a new file.
+    """
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, target)
+
+
+def link_or_copy_tree(source: Path, target: Path) -> None:
+    """``target`` as a copy of the folder ``source`` whose files are hard links where the file system allows."""
+    for path in source.rglob("*"):
+        out = target / path.relative_to(source)
+        if path.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(path, out)

@@ -20,9 +20,13 @@ def run_row(summary: runs.RunSummary) -> dict[str, Any]:
     report = runs.read_json(Path(summary.path) / runs.REPORT) or {}
     strategy = report.get("strategy") or {}
     timings = report.get("timings") or {}
+    made_from = f"{summary.derived_method} of {', '.join(summary.parents)}" if summary.derived_method else None
+    # a student's model is a folder inside its own run (core.student): its depth says more than the path
+    model = (f"{(report.get('model') or {}).get('layers', '?')}-layer student" if made_from and summary.model.endswith("/student")
+             else summary.model)
     return {
         "run": summary.run_id, "name": summary.name, "task": summary.task, "strategy": summary.strategy,
-        "model": summary.model, "state": summary.state, "metric": summary.headline_name, "value": summary.headline_value,
+        "made_from": made_from, "model": model, "state": summary.state, "metric": summary.headline_name, "value": summary.headline_value,
         "trainable_percent": strategy.get("trainable_percent"), "train_s": timings.get("train_s"),
         "peak_memory_mb": report.get("peak_memory_mb"), "saved_model_mb": report.get("saved_model_mb"),
         "created": pd.Timestamp(summary.created, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
@@ -31,7 +35,7 @@ def run_row(summary: runs.RunSummary) -> dict[str, Any]:
 
 def runs_table(root: str | Path) -> pd.DataFrame:
     rows = [run_row(s) for s in runs.list_runs(root)]
-    return pd.DataFrame(rows, columns=["run", "name", "task", "strategy", "model", "state", "metric", "value",
+    return pd.DataFrame(rows, columns=["run", "name", "task", "strategy", "made_from", "model", "state", "metric", "value",
                                        "trainable_percent", "train_s", "peak_memory_mb", "saved_model_mb", "created"])
 
 
@@ -44,6 +48,8 @@ def display_table(shown: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """
     table = shown.assign(run=[short_label(r, n) for r, n in zip(shown["run"], shown["name"], strict=True)])
     table = table.drop(columns=["name", "created"])
+    if "made_from" in table and table["made_from"].isna().all():  # no derived run among them: no empty column
+        table = table.drop(columns=["made_from"])
     shared = {c: table[c].iloc[0] for c in ("task", "model", "metric") if len(table) > 1 and table[c].nunique(dropna=False) == 1}
     return table.drop(columns=list(shared)), shared
 
@@ -71,3 +77,22 @@ def curves(root: str | Path, run_ids: list[str]) -> tuple[dict[str, pd.DataFrame
         losses[run_id] = step_frame(events)
         evals[run_id] = eval_frame(events)
     return losses, evals
+
+
+def fusion_rows(root: str | Path, run_ids: list[str]) -> pd.DataFrame:
+    """The fused runs among ``run_ids`` beside their members: headline, its change to the best and to the mean
+    member, and the cost (weights MB, one-text latency, and batch speed against the first member measured beside it)."""
+    rows = []
+    for run_id in run_ids:
+        report = runs.read_json(Path(root) / run_id / runs.REPORT) or {}
+        fusion, derived = report.get("fusion"), report.get("derived") or {}
+        if not fusion:
+            continue
+        speed, first = derived.get("speed") or {}, derived.get("parent_speed") or {}
+        rate, first_rate = speed.get("batch32_texts_per_s"), first.get("batch32_texts_per_s")
+        rows.append({"run": run_id, "method": derived.get("method"), "members": len(fusion.get("members") or []),
+                     "value": (derived.get("headline") or {}).get("value"), "vs_best": fusion.get("vs_best"),
+                     "vs_mean": fusion.get("vs_mean"), "weights_mb": derived.get("weights_mb"),
+                     "p50_ms": speed.get("p50_ms"), "speed_vs_member": rate / first_rate if rate and first_rate else None})
+    return pd.DataFrame(rows, columns=["run", "method", "members", "value", "vs_best", "vs_mean", "weights_mb", "p50_ms",
+                                       "speed_vs_member"])

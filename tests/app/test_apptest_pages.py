@@ -318,3 +318,6 @@ def test_deploy_page_shows_a_made_variant_beside_its_run(monkeypatch, tmp_path):
     at.selectbox(key="deploy_pick").set_value(variant).run()
     assert "quantizes them to int8 when it loads them" in texts(at)
     assert any(f"core serve {variant}" in c.value for c in at.code)
+    # a variant is a run: its training page and its evaluation open as any run's
+    assert variant in texts(open_page("training", variant))
+    assert f"of run `{run_id}`, evaluated on the parent's test split" in "\n".join(i.value for i in open_page("evaluation", variant).info)

@@ -290,3 +290,42 @@ def test_ner_exports_to_the_same_tags_and_distils_on_token_logits(tmp_path):
     losses = [e["loss"] for e in map(json.loads, (tmp_path / distilled["run_id"] / "events.jsonl").read_text().splitlines())
               if e["type"] == "step"]
     assert losses and all(np.isfinite(losses))
+
+
+def test_missing_onnxruntime_and_a_full_disk_are_said_and_the_parent_is_untouched(parent, monkeypatch):
+    from core import onnx_export
+    from core.recipe import RunFailed
+
+    root, before = parent.parent, fingerprint(parent)
+    existing = set(root.iterdir())
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(compress.CompressionError, match="onnxruntime is not installed.*pip install onnxruntime"):
+        compress_run(parent, "onnx-int8")
+    assert set(root.iterdir()) == existing  # refused before any work
+    monkeypatch.undo()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(root / "x" / "model.onnx"))
+
+    monkeypatch.setattr(onnx_export, "export", full_disk)
+    with pytest.raises(RunFailed, match=r"onnx failed: Could not write the derived run \(No space left on device") as failed:
+        compress_run(parent, "onnx")
+    assert f"The run it was made from ({parent.name}) is unchanged" in str(failed.value)
+    status = runs.read_status(failed.value.run_dir)
+    assert status["state"] == "failed" and "No space left on device" in status["error"]
+    assert not (failed.value.run_dir / "model").exists() and not (failed.value.run_dir / "model.tmp").exists()
+    assert fingerprint(parent) == before
+
+
+def test_an_onnx_variant_answers_over_http(parent):
+    from fastapi.testclient import TestClient
+
+    from core import serve
+
+    variant = next((r for r in runs.list_runs(parent.parent) if r.derived_method == "onnx" and r.state == "completed"), None)
+    run_dir = parent.parent / variant.run_id if variant else compress_run(parent, "onnx").run_dir
+    texts = ["Shares in the bank rose after its results.", "The striker scored twice in the final."]
+    with TestClient(serve.create_app(run_dir)) as client:
+        answer = client.post("/predict", json={"texts": texts})
+    assert answer.status_code == 200, answer.text
+    assert [p["label"] for p in answer.json()["predictions"]] == run_predictor(run_dir).predict_texts(texts)["predicted"].tolist()

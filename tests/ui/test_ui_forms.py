@@ -121,6 +121,9 @@ def test_the_compare_table_says_shared_facts_once_and_keeps_row_order():
     assert table["run"].tolist() == ["rt · 11:32 · fe1d", "rt · 12:00 · aa00"]  # same order: a selection indexes shown
     one, shared_one = display_table(shown.head(1))
     assert shared_one == {} and "task" in one.columns  # one run: nothing to factor out
+    derived = shown.assign(made_from=[None, "int8 of 20261123-113215-rt-fe1d"])
+    assert display_table(derived)[0]["made_from"].fillna("").tolist() == ["", "int8 of 20261123-113215-rt-fe1d"]
+    assert "made_from" not in display_table(shown.assign(made_from=None))[0].columns  # no derived run: no empty column
 
 
 def test_filter_runs_and_short_labels():
