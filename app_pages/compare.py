@@ -12,6 +12,7 @@ from core.config import field_specs
 from ui import charts
 from ui.app_state import current_user, runs_root
 from ui.compare import COSTS, curves, display_table, filter_runs, fusion_rows, runs_table
+from ui.html import md_literal
 from ui.runview import config_diff, ema, short_label
 from ui.widgets import field_widget
 
@@ -123,7 +124,7 @@ if allowed(user, Action.DERIVE) and completed:
                     options["weights"] = [float(w) for w in options["weights"].split(",") if w.strip()]
                 made = actions.fuse(user, completed, root, method, options)
             except (ValueError, PermissionError) as exc:  # members that can't be fused, a limit: said, nothing queued
-                st.error(str(exc), icon=":material/block:")
+                st.error(md_literal(str(exc)), icon=":material/block:")  # it may quote run names and labels
             else:
                 st.success(f"Queued the {method} of {len(completed)} runs as `{made}`; it appears in the table above "
                            "when the worker has made it (tick it to see it beside its members).")

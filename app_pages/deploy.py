@@ -60,7 +60,7 @@ if allowed(user, Action.DERIVE):
             try:
                 made = actions.derive(user, base, root, chosen)
             except (ValueError, PermissionError) as exc:  # a refusal, a bad option, a limit: said, nothing queued
-                st.error(str(exc) if not isinstance(exc, ConfigError) else f"Option {exc}", icon=":material/block:")
+                st.error(md_literal(str(exc) if not isinstance(exc, ConfigError) else f"Option {exc}"), icon=":material/block:")
             else:
                 st.success(f"Queued {len(made)} variant(s): " + ", ".join(f"`{r}`" for r in made)
                            + ". The worker makes them one after another; this table fills in as each finishes.")

@@ -25,7 +25,6 @@ parameter names or shapes, a prefix-tuned or adapter member, or a compressed one
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,5 +317,4 @@ def fusion_block(member_dirs: list[Path], report: dict[str, Any], decided: dict[
     value = mine.get("value")
     return {"members": members, "best_member": best, "mean_member": mean,
             "vs_best": value - best if value is not None and best is not None else None,
-            "vs_mean": value - mean if value is not None and mean is not None else None, **decided, "seconds": seconds,
-            "made_at": time.time()}
+            "vs_mean": value - mean if value is not None and mean is not None else None, **decided, "seconds": seconds}
