@@ -225,7 +225,8 @@ def _without_training(config: RunConfig, run_dir: Path, parent_dirs: list[Path],
                       echo: EventSink | None) -> DerivedOutcome:
     """Make a model that needs no training (``build()`` writes ``run_dir/model`` and returns what it decided),
     evaluate it on the parent's splits and write the report; a failure removes the half-made model."""
-    from core.evaluate import evaluate_splits
+    from core.data import load_bundle
+    from core.evaluate import evaluate_splits, run_predictor
 
     t0 = time.monotonic()
     root = run_dir.parent
@@ -235,8 +236,10 @@ def _without_training(config: RunConfig, run_dir: Path, parent_dirs: list[Path],
             runs.write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None)
             runs.index_run(root, run_dir)
             decided = build()
-            evaluated = evaluate_splits(run_dir)
-            report = derived_report(run_dir, parent_dirs[0], config, evaluated, time.monotonic() - t0)
+            # loaded once: evaluated on the splits, then timed beside the parent
+            predictor, bundle = run_predictor(run_dir), load_bundle(config.data, config.task)
+            evaluated = evaluate_splits(run_dir, predictor, bundle)
+            report = derived_report(run_dir, parent_dirs[0], config, evaluated, time.monotonic() - t0, predictor, bundle)
             if find_method(config.derived.method).made == "fuse":
                 from core.fuse import fusion_block
 
@@ -365,44 +368,40 @@ def folder_mb(path: Path) -> float:
 
 
 def derived_report(run_dir: Path, parent_dir: Path, config: RunConfig, evaluated: dict[str, Any],
-                   seconds: float) -> dict[str, Any]:
+                   seconds: float, predictor: Any = None, bundle: Any = None) -> dict[str, Any]:
     """report.json of a derived run that did not train: the parent's report with this model's evaluations."""
     parent_report = runs.read_json(parent_dir / runs.REPORT) or {}
     eval_split = evaluated["eval_split"]
     report = {**parent_report, "run_id": run_dir.name, "eval_split": eval_split, "validation": evaluated["validation"],
               "test": evaluated.get("test"), "history": [], "best_step": None,
               "timings": {"eval_s": seconds}, "saved_model_mb": folder_mb(run_dir / runs.MODEL_DIR)}
-    report["derived"] = lineage_block(run_dir, parent_dir, config, report, seconds)
+    report["derived"] = lineage_block(run_dir, parent_dir, config, report, seconds, predictor, bundle)
     return report
 
 
-def lineage_block(run_dir: Path, parent_dir: Path, config: RunConfig, report: dict[str, Any], seconds: float) -> dict[str, Any]:
+def lineage_block(run_dir: Path, parent_dir: Path, config: RunConfig, report: dict[str, Any], seconds: float,
+                  predictor: Any = None, bundle: Any = None) -> dict[str, Any]:
     """The ``derived`` block of report.json: lineage, headlines, weight sizes, and speed beside the parent's.
 
-    Both models are loaded from their saved folders (a student's is saved before its report is written).
+    ``predictor`` and ``bundle``: the derived run's, when the caller has them; else both models are loaded from
+    their saved folders (a student's is saved before its report is written) and the splits rebuilt.
     """
+    from core.data import load_bundle
     from core.deploy import measure_speed
     from core.evaluate import run_predictor
 
     parent_report = runs.read_json(parent_dir / runs.REPORT) or {}
     eval_split = report["eval_split"]
-    predictors = {"parent": run_predictor(parent_dir), "derived": run_predictor(run_dir)}
-    speed = measure_speed(predictors, _speed_texts(config))
+    predictors = {"parent": run_predictor(parent_dir), "derived": predictor or run_predictor(run_dir)}
+    bundle = bundle if bundle is not None else load_bundle(config.data, config.task)
+    frame = bundle.test if len(bundle.test) else bundle.validation
+    texts = [" ".join(t) for t in frame["tokens"]] if config.task == "token" else frame["text"].astype(str).tolist()
+    speed = measure_speed(predictors, texts)
     return {**config.to_dict()["derived"], "parent_headline": (parent_report.get(eval_split) or {}).get("headline") or {},
             "headline": (report.get(eval_split) or {}).get("headline") or {},
             "weights_mb": compress.serialized_mb(predictors["derived"].model),
             "parent_weights_mb": compress.serialized_mb(predictors["parent"].model),
             "speed": speed.get("derived"), "parent_speed": speed.get("parent"), "seconds": seconds}
-
-
-def _speed_texts(config: RunConfig) -> list[str]:
-    from core.data import load_bundle
-
-    bundle = load_bundle(config.data, config.task)
-    frame = bundle.test if len(bundle.test) else bundle.validation
-    if config.task == "token":
-        return [" ".join(t) for t in frame["tokens"]]
-    return frame["text"].astype(str).tolist()
 
 
 def lineage(report: dict[str, Any]) -> dict[str, Any] | None:

@@ -81,20 +81,21 @@ def evaluate_run(run_dir: str | Path, data_file: str | Path | None = None) -> di
     return build_report(task, tuple(predictor.names), gold, scores, threshold=config.train.multi_label_threshold)
 
 
-def evaluate_splits(run_dir: str | Path) -> dict[str, Any]:
+def evaluate_splits(run_dir: str | Path, predictor: Predictor | None = None, bundle: Any = None) -> dict[str, Any]:
     """The run's saved model on the validation and test splits its config rebuilds (a derived run: its parent's).
 
     Returns ``{"eval_split", "validation", "test"}`` (reports as a training run's report.json has them;
     ``test`` is None without a test split) and writes ``predictions.parquet`` for the evaluated split.
+    ``predictor`` and ``bundle``: the run's, when the caller has them already (they are loaded otherwise).
     """
     from core.metrics import predictions_frame
     from core.recipe import write_parquet
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    predictor = run_predictor(run_dir)
+    predictor = predictor or run_predictor(run_dir)
     task, names = config.task, tuple(predictor.names)
-    bundle = load_bundle(config.data, task)
+    bundle = bundle if bundle is not None else load_bundle(config.data, task)
     eval_split = "test" if len(bundle.test) else "validation"
     out: dict[str, Any] = {"eval_split": eval_split, "test": None}
     for split in dict.fromkeys(("validation", eval_split)):

@@ -275,33 +275,30 @@ def _average(states: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _greedy(member_dirs: list[Path], states: list[dict[str, Any]], model: Any, config: dict[str, Any]) -> list[int]:
     """Greedy soup: members by validation headline, best first; each joins only if the soup doesn't get worse."""
-    order = sorted(range(len(member_dirs)), key=lambda i: -(_validation_headline(member_dirs[i]) or float("-inf")))
-    chosen = [order[0]]
-    model.load_state_dict(states[order[0]], strict=False)
-    best = _validation_value(model, member_dirs[0], config)
-    for i in order[1:]:
-        model.load_state_dict(_average([states[j] for j in [*chosen, i]]), strict=False)
-        value = _validation_value(model, member_dirs[0], config)
-        if value >= best:
-            chosen, best = [*chosen, i], value
-    model.load_state_dict(_average([states[j] for j in chosen]), strict=False)
-    return chosen
-
-
-def _validation_value(model: Any, member_dir: Path, config: dict[str, Any]) -> float:
-    """The validation headline of ``model`` (in memory) on the members' validation split."""
     from core.config import from_dict
     from core.data import load_bundle
     from core.evaluate import _gold_and_scores, run_predictor
     from core.metrics import build_report
 
     run_config = from_dict(config)
-    predictor = run_predictor(member_dir)
-    predictor.model.load_state_dict(model.state_dict(), strict=False)
+    judge = run_predictor(member_dirs[0])  # loaded once; each candidate soup's weights are put into its model
     frame = load_bundle(run_config.data, run_config.task).validation
-    gold, scores = _gold_and_scores(predictor, frame, run_config.task)
-    return float(build_report(run_config.task, tuple(predictor.names), gold, scores,
-                              threshold=run_config.train.multi_label_threshold)["headline"]["value"])
+
+    def validation_value(state: dict[str, Any]) -> float:
+        judge.model.load_state_dict(state, strict=False)
+        gold, scores = _gold_and_scores(judge, frame, run_config.task)
+        return float(build_report(run_config.task, tuple(judge.names), gold, scores,
+                                  threshold=run_config.train.multi_label_threshold)["headline"]["value"])
+
+    order = sorted(range(len(member_dirs)), key=lambda i: -(_validation_headline(member_dirs[i]) or float("-inf")))
+    chosen = [order[0]]
+    best = validation_value(states[order[0]])
+    for i in order[1:]:
+        value = validation_value(_average([states[j] for j in [*chosen, i]]))
+        if value >= best:
+            chosen, best = [*chosen, i], value
+    model.load_state_dict(_average([states[j] for j in chosen]), strict=False)
+    return chosen
 
 
 def fusion_block(member_dirs: list[Path], report: dict[str, Any], decided: dict[str, Any], seconds: float) -> dict[str, Any]:
