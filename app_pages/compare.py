@@ -120,8 +120,6 @@ if allowed(user, Action.DERIVE) and completed:
         if st.button("Fuse", type="primary", icon=":material/merge:", key="cmp_fuse"):
             options = {s["name"]: st.session_state[f"cmp_fuse_{method}_{s['name']}"] for s in specs}
             try:
-                if isinstance(options.get("weights"), str):  # the list field is a comma-separated text box
-                    options["weights"] = [float(w) for w in options["weights"].split(",") if w.strip()]
                 made = actions.fuse(user, completed, root, method, options)
             except (ValueError, PermissionError) as exc:  # members that can't be fused, a limit: said, nothing queued
                 st.error(md_literal(str(exc)), icon=":material/block:")  # it may quote run names and labels

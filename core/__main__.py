@@ -111,6 +111,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    from core.compress import METHODS
     from core.derived import compress_run
     from core.recipe import RunFailed
 
@@ -128,7 +129,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(f"{method}: making a derived run of {parent.name} ...", file=sys.stderr)
         try:
             compress_run(parent, method, name=args.name, options=args.set or None,
-                         echo=ProgressPrinter() if method in ("distill", "prune-layers") else None)
+                         echo=ProgressPrinter() if getattr(METHODS.get(method), "made", None) == "train" else None)
         except RunFailed as exc:
             _print_error(f"{method}: {exc} (run directory: {exc.run_dir})")
             failed += 1

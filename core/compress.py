@@ -39,23 +39,26 @@ CLASSIFY_TASKS = ("single_label", "multi_label", "pair", "token")  # those with 
 
 
 @dataclass(frozen=True)
-class NoOptions:
-    """A method without options."""
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    drop: str = _opt("top:half", "Encoder layers to drop: top:half (the upper half), top:N (the N highest) or layer "
-                     "numbers counted from 0 at the bottom, e.g. 1,3,5.")
-    epochs: float = _opt(1.0, "Fine-tuning epochs after the layers are dropped.", exclusive_min=0.0, max=100)
-    learning_rate: float = _opt(0.0, "Peak learning rate of that fine-tuning (0: the parent's).", min=0.0, max=1.0)
+class Options:
+    """A method's options (fields in subclasses), checked against their metadata as config fields are."""
 
     def __post_init__(self) -> None:
         _validate(self, "options")
 
 
+NoOptions = Options  # a method without options
+
+
 @dataclass(frozen=True)
-class DistillOptions:
+class PruneOptions(Options):
+    drop: str = _opt("top:half", "Encoder layers to drop: top:half (the upper half), top:N (the N highest) or layer "
+                     "numbers counted from 0 at the bottom, e.g. 1,3,5.")
+    epochs: float = _opt(1.0, "Fine-tuning epochs after the layers are dropped.", exclusive_min=0.0, max=100)
+    learning_rate: float = _opt(0.0, "Peak learning rate of that fine-tuning (0: the parent's).", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class DistillOptions(Options):
     student: str = _opt("", "Student model: empty = the parent with every other encoder layer kept (the top one "
                         "included), initialised from its weights; or bundled:<name>, a folder or a hub id that uses "
                         "the parent's tokenizer.")
@@ -65,9 +68,6 @@ class DistillOptions:
                               exclusive_min=0.0, max=20.0)
     epochs: float = _opt(3.0, "Training epochs of the student.", exclusive_min=0.0, max=100)
     learning_rate: float = _opt(0.0, "Peak learning rate of the student (0: the parent's).", min=0.0, max=1.0)
-
-    def __post_init__(self) -> None:
-        _validate(self, "options")
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,13 @@ def parse_options(found: Method, values: dict[str, Any] | list[str] | None) -> A
         if key not in names:
             raise ConfigError(f"options.{key}", f"{name} has no such option"
                               + (_suggest(key, names) if names else "; it takes no options"))
+    for f in fields(cls):  # a list option typed in a form's text box: "2, 1" (the widgets draw lists so)
+        if str(f.type).startswith("list") and isinstance(values.get(f.name), str):
+            try:
+                values[f.name] = [float(v) for v in values[f.name].split(",") if v.strip()]
+            except ValueError:
+                raise ConfigError(f"options.{f.name}", f"{values[f.name]!r}: write numbers separated by commas, "
+                                  "e.g. 2, 1") from None
     return cls(**_coerce_section(cls, "options", values))
 
 

@@ -265,7 +265,7 @@ def _fuse(config: RunConfig, run_dir: Path, echo: EventSink | None) -> DerivedOu
     def build() -> dict[str, Any]:
         configs = fuse.check_members(member_dirs, found.name)  # the members may have changed since it was queued
         if found.name == "ensemble":
-            fuse.write_ensemble(member_dirs, run_dir / runs.MODEL_DIR, options, compress.MARKER)
+            fuse.write_ensemble(member_dirs, run_dir / runs.MODEL_DIR, options)
             return {}
         model, tokenizer, decided = fuse.merged_model(member_dirs, found.name, options, configs)
         tmp = run_dir / (runs.MODEL_DIR + ".tmp")

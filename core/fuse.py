@@ -30,42 +30,33 @@ from pathlib import Path
 from typing import Any
 
 from core import runs
-from core.compress import ALL_TASKS, CompressionError, Method, _opt, _validate
+from core.compress import ALL_TASKS, MARKER, CompressionError, Method, Options, _opt
 
 WEIGHT_METHODS = ("soup", "task_arithmetic", "ties", "dare_ties")
 
 
 @dataclass(frozen=True)
-class EnsembleOptions:
+class EnsembleOptions(Options):
     weighting: str = _opt("uniform", "uniform, validation (each member by its validation headline) or given (weights).",
                           choices=("uniform", "validation", "given"))
     weights: list[float] = _opt([], "With weighting=given: one positive weight per member, in the members' order.")
     combine: str = _opt("average", "average the probabilities, or a weighted majority vote.", choices=("average", "vote"))
 
-    def __post_init__(self) -> None:
-        _validate(self, "options")
-
 
 @dataclass(frozen=True)
-class SoupOptions:
+class SoupOptions(Options):
     recipe: str = _opt("uniform", "uniform: every member's weights averaged; greedy: best validation first, a member "
                        "joins only if the soup's validation headline does not drop.", choices=("uniform", "greedy"))
 
-    def __post_init__(self) -> None:
-        _validate(self, "options")
-
 
 @dataclass(frozen=True)
-class MergeOptions:
+class MergeOptions(Options):
     weights: list[float] = _opt([], "One weight per member's difference from the base (empty: task_arithmetic 1/number "
                                 "of members each, their mean; ties and dare_ties 1 each, as they average what agrees).")
     density: float = _opt(0.5, "ties and dare_ties: the share of each task vector's entries kept.", exclusive_min=0.0, max=1.0)
     head: str = _opt("average", "The classifier head (no pretrained base): the members' average, or the best member's.",
                      choices=("average", "best"))
     seed: int = _opt(42, "dare_ties: the seed of its random drop.", min=0)
-
-    def __post_init__(self) -> None:
-        _validate(self, "options")
 
 
 METHODS = {
@@ -185,7 +176,7 @@ def _validation_headline(run_dir: Path) -> float | None:
 # --- making the fused model ----------------------------------------------------------------------------
 
 
-def write_ensemble(member_dirs: list[Path], out_dir: Path, options: Any, marker_key: str) -> None:
+def write_ensemble(member_dirs: list[Path], out_dir: Path, options: Any) -> None:
     """``out_dir``: the first member's config and tokenizer, each member's model/ (hard links), the marker."""
     from core.inference import MEMBERS_DIR
     from core.recipe import load_run_config
@@ -205,7 +196,7 @@ def write_ensemble(member_dirs: list[Path], out_dir: Path, options: Any, marker_
     model_config = runs.read_json(first / "config.json") or {}
     from core.compress import options_dict
 
-    runs.atomic_write_json(out_dir / "config.json", {**model_config, marker_key: {
+    runs.atomic_write_json(out_dir / "config.json", {**model_config, MARKER: {
         "method": "ensemble", "options": options_dict(options), "members": members}})
 
 
@@ -221,7 +212,7 @@ def merged_model(member_dirs: list[Path], method_name: str, options: Any, config
         if options.recipe == "greedy":
             chosen = _greedy(member_dirs, states, model, configs[0])
             return model, tokenizer, {"members_used": [member_dirs[i].name for i in chosen]}
-        model.load_state_dict(_average([states[i] for i in range(len(states))]), strict=False)
+        model.load_state_dict(_average(states), strict=False)
         return model, tokenizer, {"members_used": [d.name for d in member_dirs]}
     from peft.utils import merge_utils
 
@@ -238,8 +229,6 @@ def merged_model(member_dirs: list[Path], method_name: str, options: Any, config
     # the entries that agree in sign, so their weights scale each difference (1 each: that mean, unscaled)
     default = 1.0 / len(states) if method_name == "task_arithmetic" else 1.0
     weights = torch.tensor(options.weights or [default] * len(states), dtype=torch.float32)
-    if len(weights) != len(states):
-        raise CompressionError(f"options.weights has {len(weights)} value(s) for {len(states)} member(s).")
     torch.manual_seed(options.seed)
     merged, heads = {}, []
     best = max(range(len(member_dirs)), key=lambda i: _validation_headline(member_dirs[i]) or float("-inf"))

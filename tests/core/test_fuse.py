@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core import actions, compress, derived, jobs, runs
+from core import actions, compress, derived, fuse, jobs, runs
 from core.access import Role, User
 from core.derived import fuse_run
 from core.evaluate import evaluate_run, run_predictor
@@ -174,3 +174,13 @@ def test_a_ner_ensemble_averages_per_word(tmp_path):
     names = run_predictor(ner[0]).names
     assert run_predictor(outcome.run_dir).predict_tokens(sentences) == [[names[j] for j in e.argmax(-1)] for e in expected]
     assert outcome.report["test"]["headline"]["name"] == "f1" and derived.lineage(outcome.report)["method"] == "ensemble"
+
+
+def test_weights_typed_in_the_compare_pages_box_are_read_or_refused():
+    from core.config import ConfigError
+
+    ensemble = fuse.METHODS["ensemble"]
+    assert compress.parse_options(ensemble, {"weighting": "given", "weights": "3, 1"}).weights == [3.0, 1.0]
+    assert compress.parse_options(ensemble, {"weights": ""}).weights == []
+    with pytest.raises(ConfigError, match="options.weights: 'three, one': write numbers separated by commas"):
+        compress.parse_options(fuse.METHODS["ties"], {"weights": "three, one"})
