@@ -11,7 +11,7 @@ import streamlit as st
 from core import deploy, derived
 from core.access import Action, allowed, refusal
 from core.exports import to_csv_bytes
-from ui import charts
+from ui import analysis, charts, explain_view
 from ui.app_state import current_run_id, current_user, runs_root, show_run_problem
 from ui.html import entity_colors, highlight, md_literal
 from ui.runview import fmt_duration, load_run
@@ -88,7 +88,24 @@ cards[-1].metric("train time", fmt_duration(timings.get("train_s")), border=True
                  help=f"{timings.get('samples_per_s', 0):.1f} samples/s; "
                       f"{report.get('strategy', {}).get('trainable_percent', 0):.2f}% of parameters trained")
 
-tabs = st.tabs(["Report", "Errors", "Curves & calibration", "Try it", "Predict a file", "Download"])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def findings(path: str, mtime: float) -> list[dict]:
+    from core.diagnose import diagnose_run
+
+    return [f.as_dict() for f in diagnose_run(path)]
+
+
+report_path = run.path / "report.json"
+for finding in findings(str(run.path), report_path.stat().st_mtime if report_path.exists() else 0.0):
+    st.warning(f"**{md_literal(finding['title'])}.** {md_literal(finding['evidence'])}  \n**Try:** "
+               + md_literal("; ".join(finding["fixes"])) + ".", icon=":material/troubleshoot:")
+
+# on_change="rerun" makes a tab's ``.open`` tell whether it is shown: the explanations of the Errors tab and the
+# whole Error analysis tab (a tokenizer, cleanlab, captum) run only when the user opens them, not on every visit.
+tabs = st.tabs(["Report", "Errors", "Error analysis", "Curves & calibration", "Try it", "Predict a file", "Download"],
+               key=f"eval_tabs-{run_id}", on_change="rerun")
 
 # --- per-class report and confusion matrix -----------------------------------------------------------
 with tabs[0]:
@@ -111,8 +128,12 @@ with tabs[0]:
 
             def remember_cell() -> None:
                 # The chart's own selection resets whenever its figure changes (the highlight, the mode
-                # radio): Streamlit derives the widget id from the figure. So the cell lives here.
-                st.session_state["cm_cell"] = (run_id, selected_cell(st.session_state.get("cm_chart"), cm["labels"]))
+                # radio): Streamlit derives the widget id from the figure. So the cell lives here. An empty
+                # selection keeps it: the chart sends one when it redraws while a rerun is still going (a
+                # download clicked while the cell's first example is being explained), which closed the cell.
+                picked = selected_cell(st.session_state.get("cm_chart"), cm["labels"])
+                if picked is not None:
+                    st.session_state["cm_cell"] = (run_id, picked)
 
             remembered = st.session_state.get("cm_cell")
             cell = remembered[1] if remembered and remembered[0] == run_id else None
@@ -137,13 +158,16 @@ with tabs[0]:
                        "nothing to list or download.")
         else:
             st.caption(f"{len(rows):,} examples, the most confident first" + (" — these are correct." if gold == pred else "."))
-            st.dataframe(rows, hide_index=True, width="stretch", key="cell_rows",
-                         column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f",
-                                                                                      width="small"),
-                                        "row": st.column_config.NumberColumn(width="small")})
+            picked = st.dataframe(rows, hide_index=True, width="stretch", key=f"cell_rows-{cell[0]}-{cell[1]}", on_select="rerun",
+                                  selection_mode="multi-row",
+                                  column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                               format="%.3f", width="small"),
+                                                 "row": st.column_config.NumberColumn(width="small")})
             st.download_button(f"Download these {len(rows):,} examples (CSV)", to_csv_bytes(rows),
                                file_name=f"{run_id}-true-{gold}-predicted-{pred}.csv", mime="text/csv",
                                icon=":material/download:", key="cell_download")
+            with st.expander(f"Why the model said {md_literal(pred)}", expanded=True, icon=":material/psychology:"):
+                explain_view.show_rows(run.path, rows, picked, target_column="predicted")
 
 # --- errors -------------------------------------------------------------------------------------------
 with tabs[1]:
@@ -165,11 +189,24 @@ with tabs[1]:
         st.dataframe(frame.sort_values("error", ascending=False).head(50), hide_index=True, width="stretch")
     else:
         st.markdown("**Most confident mistakes**")
-        st.dataframe(confident_errors(predictions, 30), hide_index=True, width="stretch",
-                     column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")})
+        mistakes = confident_errors(predictions, 30)
+        picked = st.dataframe(mistakes, hide_index=True, width="stretch", key="error_rows", on_select="rerun",
+                              selection_mode="multi-row",
+                              column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                           format="%.3f")})
+        if len(mistakes) and tabs[1].open:
+            with st.expander("Why the model said what it did", expanded=True, icon=":material/psychology:"):
+                explain_view.show_rows(run.path, mistakes, picked, target_column="predicted")
+
+# --- error analysis: slices, calibration, likely label errors -----------------------------------------------
+with tabs[2]:
+    if tabs[2].open:
+        analysis.slices_section(run.path, task)
+        analysis.calibration_section(run.path, report, current_user(), root)
+        analysis.label_issues_section(run.path, run_id, report, current_user(), root)
 
 # --- curves and calibration ----------------------------------------------------------------------------
-with tabs[2]:
+with tabs[3]:
     if task in ("single_label", "pair") and predictions is not None and len(labels) >= 2:
         # One class against the rest: the ROC and precision-recall curves of any class, binary or not.
         c0, _ = st.columns([1, 2])
@@ -218,7 +255,7 @@ def model_mtime() -> float:
     return max(weights, default=0.0)
 
 
-with tabs[3]:
+with tabs[4]:
     if not (model_dir / "config.json").exists():
         st.warning(f"Run {run_id} has no saved model (its model/ folder is missing).")
     else:
@@ -233,15 +270,26 @@ with tabs[3]:
                 st.markdown(highlight(words, tags, entity_colors({t[2:] for t in labels if "-" in t})), unsafe_allow_html=True)
             else:
                 out = p.predict_texts([text], [second] if pair_task else None)
-                st.metric("Prediction", str(out.loc[0, "predicted"]),
-                          f"confidence {out.loc[0, 'confidence']:.3f}" if "confidence" in out else None, delta_color="off",
-                          delta_arrow="off")
+                temperature = (report.get("temperature_scaling") or {}).get("temperature")
                 probs = {c[2:]: float(out.loc[0, c]) for c in out.columns if c.startswith("p_")}
+                calibrated = ""
+                if temperature and probs:
+                    from core.calibration import scaled
+
+                    honest = scaled(pd.Series(probs).to_numpy()[None, :], temperature)[0]
+                    calibrated = f" (calibrated {honest.max():.3f})"
+                st.metric("Prediction", str(out.loc[0, "predicted"]),
+                          f"confidence {out.loc[0, 'confidence']:.3f}{calibrated}" if "confidence" in out else None,
+                          delta_color="off", delta_arrow="off",
+                          help=f"Calibrated: with the temperature {temperature:.2f} fitted on the validation split."
+                          if temperature else None)
                 if probs:
                     st.bar_chart(pd.Series(probs, name="probability"), horizontal=True)
+            st.markdown("**Why**" if task != "token" else "**Why each entity**")
+            explain_view.show(run.path, text, second if pair_task else None)
 
 # --- predict a file -----------------------------------------------------------------------------------
-with tabs[4]:
+with tabs[5]:
     kinds = ["csv", "tsv", "json", "jsonl", "parquet", *(["conll", "txt"] if task == "token" else [])]
     user = current_user()
     if not allowed(user, Action.UPLOAD):  # the file is saved on the server: an operator's
@@ -293,7 +341,7 @@ with tabs[4]:
                                mime="text/csv", icon=":material/download:", key="predict_download")
 
 # --- download the model --------------------------------------------------------------------------------
-with tabs[5]:
+with tabs[6]:
     if (model_dir / "config.json").exists():
         size_mb = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()) / 2**20
         st.write(f"The best model ({size_mb:.0f} MB). {deploy.loading_note(model_dir)}")

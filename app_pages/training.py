@@ -9,8 +9,10 @@ import streamlit as st
 
 from core import actions, jobs, runs
 from core.access import AccessDenied, Action, allowed
+from core.diagnose import diagnose
 from ui import charts
 from ui.app_state import current_run_id, current_user, runs_root, select_run, show_run_problem
+from ui.html import md_literal
 from ui.runview import eval_frame, fmt_duration, live_cadence, load_run, progress, read_run_events, step_frame
 
 # Seconds between status and chart redraws while a run is active (a step event is flushed the moment it
@@ -133,7 +135,8 @@ def status(run_id: str, was_active: bool) -> None:
         view = load_run(root, run_id)
     if was_active and not view.active:
         st.rerun(scope="app")  # the run ended: redraw the page without the auto-refresh (and maybe go to evaluation)
-    prog = progress(read_run_events(view, st.session_state.setdefault("_events_cache", {})))
+    events = read_run_events(view, st.session_state.setdefault("_events_cache", {}))
+    prog = progress(events)
     state = view.state
     first_points = st.session_state.setdefault("_first_points_drawn", set())
     if state == "running" and prog.step > 0 and run_id not in first_points:
@@ -163,6 +166,10 @@ def status(run_id: str, was_active: bool) -> None:
         reason = view.status.get("error") or ("Cancelled on request." if state == "cancelled" else "")
         resumable = jobs.can_resume(view.path)
         st.warning(f"{reason} {'Press Resume to continue from the last checkpoint.' if resumable else ''}".strip())
+    # what the losses say so far (the Evaluation page adds what the predictions say)
+    for finding in diagnose(events, config=view.config):
+        st.warning(f"**{md_literal(finding.title)}.** {md_literal(finding.evidence)}  \n**Try:** "
+                   + md_literal("; ".join(finding.fixes)) + ".", icon=":material/troubleshoot:")
 
 
 def curves(run_id: str) -> None:

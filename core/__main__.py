@@ -90,8 +90,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"\ncompleted {outcome.run_dir.name} in {report['timings']['train_s']:.1f}s of training "
           f"({report['timings']['samples_per_s']:.1f} samples/s)")
     print(f"{split}: {shown}")
+    print_findings(outcome.run_dir)
     print(f"run directory: {outcome.run_dir}\nmodel: {outcome.run_dir / 'model'}")
     return 0
+
+
+def print_findings(run_dir: Path) -> None:
+    """The run's diagnosis (core.diagnose), one warning per paragraph; nothing when all is well."""
+    from core.diagnose import diagnose_run
+
+    for finding in diagnose_run(run_dir):
+        print("warning: " + textwrap.fill(finding.text(), width=100, subsequent_indent="         "))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -105,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from core.evaluate import predict_file
 
-    out = predict_file(_run_dir(args), args.data, args.out)
+    out = predict_file(_run_dir(args), args.data, args.out, calibrated=args.calibrated)
     print(f"wrote {out['rows']:,} predictions to {out['path']}")
     return 0
 
@@ -207,6 +216,111 @@ def cmd_derive(args: argparse.Namespace) -> int:
     except RunFailed as exc:
         _print_error(str(exc))
         return 1
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from core.explain import explain_file, explainer_for_run
+
+    run_dir = _run_dir(args)
+    if bool(args.text) == bool(args.data):
+        raise ExplainCliError("give --text \"...\" (one text) or --data FILE --out FILE.jsonl (every row of a file)")
+    if args.data and not args.out:
+        raise ExplainCliError("--data needs --out FILE.jsonl: where to write one line of attributions per row")
+    explainer = explainer_for_run(run_dir, steps=args.steps, max_steps=args.max_steps)
+    if explainer.through:
+        print(f"note: explained through {explainer.through}")
+    if args.data:
+        out = explain_file(explainer, run_dir, args.data, args.out, target=args.target)
+        print(f"wrote {out['rows']:,} explanations to {out['path']} ({out['not_converged']} not within the convergence bound)")
+        return 0
+    if explainer.predictor.task == "token":
+        explanations = explainer.explain_entities(args.text.split())
+        if not explanations:
+            print("no entity predicted in this text")
+    else:
+        explanations = [explainer.explain(args.text, args.pair, args.target)]
+    for e in explanations:
+        head = f"entity {e.predicted!r} ({e.target})" if e.span else f"{e.target} (predicted {e.predicted})"
+        print(f"{head}: output {e.output:.4f}, baseline {e.baseline_output:.4f}, delta {e.delta:+.4f} after {e.steps} steps"
+              f"{'' if e.converged else ' (not within the convergence bound: raise --max-steps)'}")
+        for i in e.top_words(min(10, len(e.words))):
+            print(f"  {e.scores[i]:+.4f}  {e.words[i]}")
+    return 0
+
+
+class ExplainCliError(ValueError):
+    """Arguments of ``core explain`` that don't fit together."""
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from core import runs
+    from core.calibration import CalibrationError, calibrate
+    from core.label_issues import LabelIssueError, find_issues
+    from core.slices import run_slices
+
+    run_dir = _run_dir(args)
+    report = runs.read_json(run_dir / runs.REPORT)
+    if not report:
+        raise LabelIssueError(f"run {run_dir.name} has no report yet: analysis needs a completed run")
+    if report.get("eval_split") == "test" and not (run_dir / runs.VALIDATION_PREDICTIONS).exists():
+        from core.evaluate import evaluate_splits
+
+        print("saving the validation split's predictions (this run was made before they were kept)…")
+        evaluate_splits(run_dir)
+    findings = False
+    from core.diagnose import diagnose_run
+
+    for finding in diagnose_run(run_dir):
+        findings = True
+        print("warning: " + textwrap.fill(finding.text(), width=100, subsequent_indent="         "))
+    if not findings:
+        print("diagnosis: nothing looks wrong")
+    print()
+    for slicing in run_slices(run_dir):
+        print(f"by {slicing.name} ({slicing.metric}; whole split {slicing.overall:.3f})"
+              + (f": {slicing.note}" if slicing.note else ""))
+        for s in slicing.slices:
+            flag = "  << significantly worse" if s.worse else ""
+            print(f"  {s.name:<24} n={s.examples:<5} {s.score:.3f}  [{s.low:.3f}, {s.high:.3f}]{flag}")
+    try:
+        fitted = calibrate(run_dir)
+    except CalibrationError as exc:
+        print(f"\ncalibration: {exc}")
+    else:
+        print(f"\ncalibration: temperature {fitted['temperature']:.3f} fitted on validation; ECE on {fitted['evaluated_on']} "
+              f"{fitted['before']['ece']:.4f} -> {fitted['after']['ece']:.4f} (predict --calibrated applies it)")
+    try:
+        issues = find_issues(run_dir)
+    except LabelIssueError as exc:
+        print(f"label issues: {exc}")
+        return 0
+    print(f"\nlikely label errors: {len(issues)} in the validation and test splits" + (", the first 10:" if len(issues) else ""))
+    for _, row in issues.head(10).iterrows():
+        print(f"  {row['split']:<10} row {int(row['row']):<6} given {row['given']!r}, suggested {row['suggested']!r} "
+              f"({row['suggested_probability']:.2f})  {str(row['text'])[:60]!r}")
+    if args.review_out:
+        from core.exports import to_csv_bytes
+
+        Path(args.review_out).write_bytes(to_csv_bytes(issues))
+        print(f"wrote the review table to {args.review_out}: set each decision to keep, relabel or drop, then "
+              f"`python -m core correct {run_dir.name} --review {args.review_out} --out FILE`")
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from core.data import read_table
+    from core.label_issues import corrected_copy
+
+    run_dir = _run_dir(args)
+    review = read_table(args.review)
+    data, name, counts = corrected_copy(run_dir, review, split=args.split)
+    out = Path(args.out) if args.out else Path(name)
+    if out.exists() and out.resolve() == Path(args.review).resolve():
+        raise ExplainCliError("--out names the review file itself: pick another file")
+    out.write_bytes(data)
+    print(f"wrote {out}: {counts['rows']:,} rows, {counts['relabelled']} relabelled, {counts['dropped']} dropped "
+          "(the original file is unchanged)")
     return 0
 
 
@@ -397,7 +511,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or id")
     p.add_argument("--data", required=True, help="CSV/TSV/JSON/JSONL/Parquet (or CoNLL for NER) to predict")
     p.add_argument("--out", required=True, help="where to write the predictions (.csv or .parquet)")
+    p.add_argument("--calibrated", action="store_true",
+                   help="divide the logits by the temperature fitted on validation (python -m core analyze fits it)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="which words drove a run's prediction (integrated gradients; per entity for NER)")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--text", help="one text to explain (words separated by spaces for NER)")
+    p.add_argument("--pair", help="the second text, for a pair run")
+    p.add_argument("--data", help="a file to explain row by row (CSV/TSV/JSON/JSONL/Parquet, or CoNLL for NER)")
+    p.add_argument("--out", help="with --data: the JSONL file to write, one line per row")
+    p.add_argument("--target", help="the label to explain (default: the predicted one)")
+    p.add_argument("--steps", type=int, default=16, help="integration steps tried first (doubled until converged)")
+    p.add_argument("--max-steps", type=int, default=256, help="the most integration steps tried")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("analyze", help="a run's diagnosis, slices, calibration and likely label errors")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--review-out", help="write the likely label errors as a review table (CSV)")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("correct", help="a corrected copy of a run's data file from a reviewed label-issue table")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--review", required=True, help="the review table (from analyze --review-out), decisions filled in")
+    p.add_argument("--out", help="where to write the copy (default: <file>-corrected.<ext> here)")
+    p.add_argument("--split", choices=("validation", "test"), help="only this split's rows (when they come from its own file)")
+    p.set_defaults(func=cmd_correct)
 
     p = sub.add_parser("compress", help="a smaller, faster model from a completed run, evaluated on its test split "
                                        "(a derived run)")
@@ -488,17 +627,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("worker", "users", "share-check"):  # no torch: these must answer at once
         return args.func(args)
+    from core.calibration import CalibrationError
     from core.compress import CompressionError
     from core.config import ConfigError
     from core.data import DataError
     from core.derived import DerivedRunError
+    from core.explain import ExplainError
+    from core.label_issues import LabelIssueError
     from core.models import ModelError
     from core.serve import ServeRefused
     from core.strategies import StrategyError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, ModelError, StrategyError, CompressionError, DerivedRunError, ServeRefused) as exc:
+    except (ConfigError, DataError, ModelError, StrategyError, CompressionError, DerivedRunError, ServeRefused,
+            ExplainError, CalibrationError, LabelIssueError, ExplainCliError) as exc:
         _print_error(str(exc))
         return 2
     except KeyboardInterrupt:

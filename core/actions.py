@@ -169,3 +169,33 @@ def fuse(user: User, member_ids: Sequence[str], root: str | Path, method: str, o
     if start_worker:
         jobs.ensure_worker(root)
     return run_id
+
+
+def save_analysis(user: User, run_id: str, root: str | Path) -> dict[str, Any]:
+    """Save what error analysis needs of a run made before it was kept: its validation predictions (the saved model
+    re-evaluated) and its fitted temperature (core.calibration). Returns the calibration, if it applies."""
+    from core.calibration import CalibrationError, calibrate
+    from core.evaluate import evaluate_splits
+
+    check(user, Action.DERIVE)
+    run_dir = runs.run_path(root, run_id)
+    audit.record(root, user.name, "save analysis", run_id)
+    evaluate_splits(run_dir)
+    try:
+        return calibrate(run_dir)
+    except CalibrationError:
+        return {}
+
+
+def save_corrected_copy(user: User, root: str | Path, run_id: str, review: Any, split: str | None = None) -> tuple[Path, dict[str, int]]:
+    """A reviewed label-issue table applied to a copy of the run's data file, saved as a new upload (core.label_issues).
+
+    The user's file is never touched: the copy is a new file in the uploads, ready to train on.
+    """
+    from core.label_issues import corrected_copy
+
+    check(user, Action.UPLOAD)
+    data, name, counts = corrected_copy(runs.run_path(root, run_id), review, split)
+    path = uploads.save_upload(root, name, data, owner=user.name)
+    audit.record(root, user.name, "corrected copy", run_id, stored=path.parent.name, **counts)
+    return path, counts

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import compress, runs
+from core import calibration, compress, runs
 from core.config import ModelConfig, RunConfig, StrategyConfig, from_dict
 from core.events import EventSink, EventWriter
 
@@ -244,6 +244,7 @@ def _without_training(config: RunConfig, run_dir: Path, parent_dirs: list[Path],
                 from core.fuse import fusion_block
 
                 report["fusion"] = fusion_block(parent_dirs, report, decided, time.monotonic() - t0)
+            report["temperature_scaling"] = calibration.for_report(run_dir, report)
             runs.atomic_write_json(run_dir / runs.REPORT, report)
             events({"type": "end", "state": "completed", "test_headline": report[report["eval_split"]]["headline"]})
         runs.write_status(run_dir, state="completed", finished=time.time())

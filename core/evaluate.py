@@ -36,8 +36,11 @@ def _gold_and_scores(predictor: Predictor, frame: pd.DataFrame, task: str) -> tu
     return np.asarray(gold), logits
 
 
-def run_predictor(run_dir: str | Path, **options: Any) -> Predictor:
+def run_predictor(run_dir: str | Path, *, calibrated: bool = False, **options: Any) -> Predictor:
     """The run's saved model with the run's own settings: its multi-label threshold and max length.
+
+    ``calibrated``: divide the logits by the temperature fitted on validation (core.calibration); a run
+    without one predicts as it is.
 
     Every caller that predicts with a run (eval, predict, the dashboard's try-it box and predict-a-file)
     comes through here, so none of them can forget a setting the run trained with.
@@ -50,6 +53,10 @@ def run_predictor(run_dir: str | Path, **options: Any) -> Predictor:
         members = [Predictor(model_dir / MEMBERS_DIR / m["run"], threshold=m["threshold"], max_length=m["max_length"], **options)
                    for m in ensemble["members"]]
         return EnsemblePredictor(members, [m["weight"] for m in ensemble["members"]], ensemble["options"].get("combine", "average"))
+    if calibrated:
+        from core.calibration import saved_temperature
+
+        options["temperature"] = saved_temperature(run_dir) or 1.0
     return Predictor(model_dir, threshold=config.train.multi_label_threshold, max_length=config.model.max_length, **options)
 
 
@@ -85,11 +92,10 @@ def evaluate_splits(run_dir: str | Path, predictor: Predictor | None = None, bun
     """The run's saved model on the validation and test splits its config rebuilds (a derived run: its parent's).
 
     Returns ``{"eval_split", "validation", "test"}`` (reports as a training run's report.json has them;
-    ``test`` is None without a test split) and writes ``predictions.parquet`` for the evaluated split.
+    ``test`` is None without a test split) and writes the splits' predictions (core.recipe.save_predictions).
     ``predictor`` and ``bundle``: the run's, when the caller has them already (they are loaded otherwise).
     """
-    from core.metrics import predictions_frame
-    from core.recipe import write_parquet
+    from core.recipe import save_predictions
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -104,12 +110,7 @@ def evaluate_splits(run_dir: str | Path, predictor: Predictor | None = None, bun
         texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
         threshold = config.train.multi_label_threshold
         out[split] = build_report(task, names, gold, scores, threshold=threshold, texts=texts)
-        if split == eval_split:
-            pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
-            table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs, threshold=threshold)
-            if "row" in frame.columns:
-                table.insert(0, "row", frame["row"].to_numpy())
-            write_parquet(table, run_dir / runs.PREDICTIONS)
+        save_predictions(run_dir, split, split == eval_split, frame, task, names, gold, scores, threshold)
     return out
 
 
@@ -162,9 +163,12 @@ def predict_table(run_dir: str | Path, data_file: str | Path, *, text_column: st
     return table
 
 
-def predict_file(run_dir: str | Path, data_file: str | Path, out: str | Path) -> dict[str, Any]:
-    """Predict every row of ``data_file`` and write them, with the file's own columns, to ``out`` (.csv or .parquet)."""
-    table = predict_table(run_dir, data_file)
+def predict_file(run_dir: str | Path, data_file: str | Path, out: str | Path, *, calibrated: bool = False) -> dict[str, Any]:
+    """Predict every row of ``data_file`` and write them, with the file's own columns, to ``out`` (.csv or .parquet).
+
+    ``calibrated``: with the run's fitted temperature (core.calibration).
+    """
+    table = predict_table(run_dir, data_file, predictor=run_predictor(run_dir, calibrated=calibrated))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":

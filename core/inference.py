@@ -30,7 +30,8 @@ class Predictor:
     """A saved model ready to predict; ``threshold`` applies to multi-label tasks; ``precision`` is fp32, bf16 or auto."""
 
     def __init__(self, model_dir: str | Path, threshold: float = 0.5, batch_size: int = 64, max_length: int = 256,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", temperature: float = 1.0):
+        self.source = str(model_dir)
         self.model, self.tokenizer, self.task = load_saved(model_dir)
         self.model.eval()
         problem = getattr(self.model.config, "problem_type", None)
@@ -40,6 +41,8 @@ class Predictor:
             self.task = "regression"
         self.names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.threshold = threshold
+        # core.calibration's fitted temperature: divides single-label logits (the same arg-max, honest confidence)
+        self.temperature = temperature if self.task in ("single_label", "pair") else 1.0
         self.batch_size = batch_size
         self.precision = precision
         # an ONNX model (core.onnx_export.OnnxModel) has no torch parameters: it takes CPU tensors
@@ -62,7 +65,7 @@ class Predictor:
             batch.pop("labels")
             with autocast(self.precision, self.device, self.task):
                 out[idx] = self.model(**batch).logits.float().numpy()
-        return out
+        return out / self.temperature if self.temperature != 1.0 else out
 
     def predict_texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per text: predicted label(s) or value, confidence, and per-label probabilities."""
@@ -131,6 +134,7 @@ class EnsemblePredictor(Predictor):
         self.members, self.combine = members, combine
         self.weights = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
         self.task, self.names, self.threshold = first.task, first.names, first.threshold
+        self.temperature, self.source = 1.0, first.source
         self.tokenizer, self.max_length = first.tokenizer, first.max_length
         self.batch_size, self.precision = first.batch_size, first.precision
         self.model = torch.nn.ModuleList([m.model for m in members])  # what the ensemble holds (its size)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import model_format, runs
+from core import calibration, model_format, runs
 from core.cls_top_layer import restore_top_layer, use_cls_only_top_layer
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
@@ -263,13 +263,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
         reports[split] = build_report(task, names, gold, scores, threshold=config.train.multi_label_threshold, texts=texts)
         reports[split]["metrics"]["loss"] = preds.loss
-        if split == eval_split:
-            pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
-            table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs,
-                                      threshold=config.train.multi_label_threshold)
-            if "row" in frame.columns:
-                table.insert(0, "row", frame["row"].to_numpy())
-            write_parquet(table, run_dir / runs.PREDICTIONS)
+        save_predictions(run_dir, split, split == eval_split, frame, task, names, gold, scores,
+                         config.train.multi_label_threshold)
     eval_seconds = time.monotonic() - t_eval
     if first_token_only:
         restore_top_layer(model)
@@ -304,6 +299,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     }
     if hooks.amend_report is not None:
         report = hooks.amend_report(report)
+    report["temperature_scaling"] = calibration.for_report(run_dir, report)
     runs.atomic_write_json(run_dir / runs.REPORT, report)
     headline = reports[eval_split]["headline"]
     events({"type": "end", "state": "completed", "best_step": result.best_step, "best_metric": result.best_metric,
@@ -313,6 +309,27 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     if not config.train.keep_checkpoint:  # after "completed": a kill before this leaves only extra bytes
         shutil.rmtree(run_dir / Path(runs.CHECKPOINT_DIR).parent, ignore_errors=True)
     return RunOutcome(run_dir, "completed", result, report)
+
+
+def save_predictions(run_dir: Path, split: str, evaluated: bool, frame: pd.DataFrame, task: str, names: tuple[str, ...],
+                     gold: Any, scores: Any, threshold: float) -> None:
+    """One split's predictions, one row per example, with the example's row number and the file's extra columns.
+
+    The evaluated split goes to ``predictions.parquet`` (the Evaluation page's drill-down, slices); the
+    validation split, when it isn't the evaluated one, to ``predictions-validation.parquet`` (temperature
+    scaling is fitted on it, label issues are looked for in it).
+    """
+    from core.data.canonical import EXTRA_PREFIX
+
+    texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
+    pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
+    table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs, threshold=threshold)
+    if "row" in frame.columns:
+        table.insert(0, "row", frame["row"].to_numpy())
+    for column in frame.columns:
+        if str(column).startswith(EXTRA_PREFIX):
+            table[column] = frame[column].to_numpy()
+    write_parquet(table, run_dir / (runs.PREDICTIONS if evaluated else runs.VALIDATION_PREDICTIONS))
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

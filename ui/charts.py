@@ -7,6 +7,7 @@ refresh every second without resetting a zoomed-in loss curve.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -256,3 +257,23 @@ def overlay_figure(curves: dict[str, pd.DataFrame], *, x: str, y: str, title: st
     fig.update_xaxes(title=x)
     fig.update_yaxes(title=y)
     return _layout(fig, title, height=360, uirevision=uirevision)
+
+
+def slice_figure(slicing: dict[str, Any]) -> go.Figure:
+    """One slicing's score per slice with its 95% interval, against the whole split; flagged slices in orange."""
+    slices = slicing["slices"]
+    # names come from users' columns: escaped, as Plotly reads a few HTML tags in its texts
+    names = [html.escape(s["name"]) for s in slices]
+    colors = ["#E66101" if s["worse"] else ACCENT for s in slices]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=[s["score"] for s in slices], marker={"color": colors, "opacity": 0.8}, name=slicing["metric"],
+                error_y={"type": "data", "symmetric": False,
+                         "array": [max(0.0, s["high"] - s["score"]) for s in slices],
+                         "arrayminus": [max(0.0, s["score"] - s["low"]) for s in slices], "color": "#334155"},
+                customdata=[[s["examples"], s["low"], s["high"]] for s in slices],
+                hovertemplate="%{x}: %{y:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}], %{customdata[0]} examples<extra></extra>")
+    fig.add_hline(y=slicing["overall"], line={"dash": "dot", "color": "#64748B"},
+                  annotation_text=f"whole split {slicing['overall']:.3f}", annotation_position="top left")
+    fig.update_xaxes(type="category", title=html.escape(slicing["name"]))
+    fig.update_yaxes(title=slicing["metric"])
+    return _layout(fig, f"{slicing['metric'].capitalize()} by {html.escape(slicing['name'])}", height=300)

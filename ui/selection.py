@@ -74,18 +74,3 @@ def roc_pr(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
     precision, recall, _ = precision_recall_curve(y, score)
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "roc_auc": float(auc(fpr, tpr)),
             "precision": precision.tolist(), "recall": recall.tolist(), "pr_auc": float(auc(recall, precision))}
-
-
-def bio_spans(tokens: Sequence[str], tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """Entity spans (start, end exclusive, type) of a BIO tag sequence; a stray I- starts a span."""
-    spans: list[tuple[int, int, str]] = []
-    start, kind = None, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, ent = tag.partition("-")
-        continues = prefix == "I" and ent == kind
-        if start is not None and not continues:
-            spans.append((start, i, kind or ""))
-            start, kind = None, None
-        if prefix in ("B", "I") and not continues:
-            start, kind = i, ent
-    return [s for s in spans if s[0] < len(tokens)]

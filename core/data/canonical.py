@@ -6,6 +6,10 @@ multi_label        ``text``, ``label`` (list[str]), ``row``
 regression         ``text`` (optional ``text_pair``), ``label`` (float), ``row``
 token              ``tokens`` (list[str]), ``tags`` (list[str], IOB2), ``row``
 =================  ===========================================================
+
+Every other column of a table (a ``source``, ``speaker`` or ``date``) rides along as ``extra:<name>``:
+numbers as numbers, anything else as text. Evaluation keeps them in ``predictions.parquet``, where
+error analysis slices by them (core.slices).
 """
 
 from __future__ import annotations
@@ -24,6 +28,23 @@ from core.data.errors import DataError, plural
 from core.data.files import Raw, where
 from core.data.labels import label_str, parse_multi
 from core.data.tags import check_tag_syntax, to_iob2
+
+EXTRA_PREFIX = "extra:"
+
+
+def extra_columns(df: pd.DataFrame, mapping: dict) -> dict[str, list[Any]]:
+    """The columns of ``df`` the task doesn't read, as ``extra:<name>`` (numbers kept, the rest as text, gaps None)."""
+    used = {str(v) for v in mapping.values() if v is not None}
+    out: dict[str, list[Any]] = {}
+    for name in df.columns:
+        if str(name) in used or str(name) == "row":
+            continue
+        series = df[name]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            out[EXTRA_PREFIX + str(name)] = series.astype(float).tolist()
+        else:
+            out[EXTRA_PREFIX + str(name)] = [None if is_missing(v) else as_text(v) for v in series]
+    return out
 
 
 def canonical(raw: Raw, task: str, mapping: dict, cfg: DataConfig, role: str) -> tuple[pd.DataFrame, list, int]:
@@ -109,6 +130,7 @@ def canonical(raw: Raw, task: str, mapping: dict, cfg: DataConfig, role: str) ->
                 fix="write plain numbers such as 3.5 in that column, or pick the classification task for named classes",
             )
     columns["label"] = labels
+    columns |= extra_columns(df, mapping)
     frame = pd.DataFrame(columns)
     frame["row"] = raw.rows
     frame = frame[keep].reset_index(drop=True)

@@ -224,3 +224,18 @@ def _from_bioes(tag_lists: Sequence[list[str]], letters: set[str], place: _Place
            for tag in set(chain.from_iterable(tag_lists))}
     out = [[new[tag] for tag in tags] for tags in tag_lists]
     return TagConversion(out, scheme, rewritten, total)
+
+
+def bio_spans(tokens: Sequence[str], tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """Entity spans (start, end exclusive, type) of a BIO tag sequence; a stray I- starts a span."""
+    spans: list[tuple[int, int, str]] = []
+    start, kind = None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, ent = tag.partition("-")
+        continues = prefix == "I" and ent == kind
+        if start is not None and not continues:
+            spans.append((start, i, kind or ""))
+            start, kind = None, None
+        if prefix in ("B", "I") and not continues:
+            start, kind = i, ent
+    return [s for s in spans if s[0] < len(tokens)]

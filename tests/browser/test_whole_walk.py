@@ -145,7 +145,17 @@ def test_the_whole_walk(app_server, page, browser, shots, tmp_path, viewport, re
     truth = pd.read_parquet(run_dir / runs.PREDICTIONS)
     labels = report["labels"]
     assert labels == ["fresh", "plot", "rotten"]
-    counts = open_every_confusion_cell(page, labels, truth, on_cell=lambda i, j: (i, j) == (2, 0) and snap("confusion_cell"))
+    def explained_cell(i: int, j: int) -> None:
+        # a cell's examples come with why the model said its label: the first one explained, in words
+        settle(page)
+        if ((truth["gold"] == labels[i]) & (truth["predicted"] == labels[j])).any():
+            legend = page.get_by_text("raised the probability of").filter(visible=True)
+            legend.wait_for(timeout=60_000)
+            assert f"raised the probability of {labels[j]}" in legend.inner_text()
+        if (i, j) == (2, 0):
+            snap("confusion_cell")
+
+    counts = open_every_confusion_cell(page, labels, truth, on_cell=explained_cell)
     assert sum(counts) == len(truth) == report[report["eval_split"]]["num_examples"]
 
     # --- try it: the page's prediction is the run's own ---------------------------------------------
@@ -162,7 +172,21 @@ def test_the_whole_walk(app_server, page, browser, shots, tmp_path, viewport, re
     prediction.wait_for()
     assert prediction.locator('[data-testid="stMetricValue"]').inner_text() == expected.loc[0, "predicted"]
     assert f"confidence {expected.loc[0, 'confidence']:.3f}" in prediction.inner_text()
+    # why: every word of the sentence, coloured by its attribution, the legend naming the predicted label
+    legend = page.get_by_text("raised the probability of").filter(visible=True)
+    legend.wait_for(timeout=60_000)
+    words = page.locator("span[title]").filter(visible=True)
+    assert words.all_text_contents() == sentence.split()
+    assert f"raised the probability of {expected.loc[0, 'predicted']}" in legend.inner_text()
     snap("try_it")
+
+    # --- error analysis: slices by length, confidence and the file's own critic column ------------------
+    page.get_by_role("tab", name="Error analysis").click()
+    page.get_by_text("Where the model fails").wait_for()
+    page.get_by_text("Likely label errors").wait_for(timeout=60_000)
+    titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
+    assert {"Accuracy by text length", "Accuracy by confidence", "Accuracy by critic"} <= set(titles), titles
+    snap("error_analysis")
 
     # --- predict a file: its own columns stay, the predictions are the run's ---------------------------
     new = tmp_path / "new reviews.csv"

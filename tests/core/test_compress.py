@@ -73,6 +73,14 @@ def test_int8_derived_run_is_a_run_on_the_parents_test_split(parent):
     assert run_dir.name in {r.run_id for r in runs.list_runs(parent.parent)}
     assert evaluate_run(run_dir)["metrics"]["accuracy"] == pytest.approx(accuracy)
 
+    # int8 has no gradients: it is explained through its fp32 parent, and says so (issue #14)
+    from core.explain import explainer_for_run, has_gradients
+
+    explainer = explainer_for_run(run_dir)
+    assert not has_gradients(predictor.model) and parent.name in explainer.through
+    text = ours["text"].iloc[0][:300]
+    assert explainer.explain(text).scores == explainer_for_run(parent).explain(text).scores
+
 
 def test_onnx_export_predicts_the_parents_labels_and_its_predict_py_needs_no_torch(parent):
     outcome = compress_run(parent, "onnx")

@@ -66,9 +66,16 @@ def test_an_ensembles_probabilities_are_its_members_average(members):
 
 
 def test_weighted_and_voting_ensembles(members):
-    weighted = run_predictor(fuse_run(members, "ensemble", options={"weighting": "given", "weights": [3, 1]}).run_dir)
+    ensemble = fuse_run(members, "ensemble", options={"weighting": "given", "weights": [3, 1]}).run_dir
+    weighted = run_predictor(ensemble)
     p1, p2 = (softmax(run_predictor(m).logits(TEXTS)) for m in members)
     assert np.allclose(softmax(weighted.logits(TEXTS)), 0.75 * p1 + 0.25 * p2, atol=1e-6)
+    # an ensemble is explained through its first member, and says so (issue #14)
+    from core.explain import explainer_for_run
+
+    explained = explainer_for_run(ensemble, steps=4, max_steps=4).explain(TEXTS[0])
+    assert members[0].name in explained.through
+    assert explained.output == pytest.approx(float(p1[0].max()), abs=1e-4)
     voting = run_predictor(fuse_run(members, "ensemble", options={"combine": "vote", "weighting": "given",
                                                                   "weights": [3, 1]}).run_dir)
     assert voting.predict_texts(TEXTS)["predicted"].tolist() == run_predictor(members[0]).predict_texts(TEXTS)["predicted"].tolist()

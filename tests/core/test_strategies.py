@@ -265,6 +265,11 @@ def test_refusals_say_why():
             build_strategy(albert, config_for(kind, freeze_layers=0))
 
 
+def softmax_of(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
 def texts() -> list[str]:
     return ["a gripping, funny and moving film", "dull and far too long", "i have no opinion", "the best of the year"]
 
@@ -284,8 +289,16 @@ def test_save_then_load_predicts_the_same(kind, tmp_path, tokenizer):
     model.config.tuneboard_task = "single_label"
     save_for_inference(plan, model, out)
     tokenizer.save_pretrained(out)
-    got = Predictor(out).logits(texts())
+    predictor = Predictor(out)
+    got = predictor.logits(texts())
     assert np.allclose(got, expected, atol=1e-4)
+    # every strategy's saved model is explained (issue #14): attributions that add up to p(text) - p(baseline)
+    from core.explain import Explainer
+
+    explanation = Explainer(predictor, steps=8).explain(texts()[0])
+    assert explanation.output == pytest.approx(float(softmax_of(got[0])[int(got[0].argmax())]), abs=1e-4)
+    assert sum(explanation.scores) == pytest.approx(explanation.output - explanation.baseline_output + explanation.delta,
+                                                    abs=1e-4)
     from transformers import pipeline
 
     if kind in ("prefix", "adapter"):

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ui.selection import bio_spans, cell_examples, confident_errors, positive_scores, roc_pr, selected_cell
+from core.data.tags import bio_spans
+from ui.selection import cell_examples, confident_errors, positive_scores, roc_pr, selected_cell
 
 LABELS = ["fresh", "rotten"]
 PRED = pd.DataFrame({
@@ -84,3 +85,18 @@ def test_md_literal_leaves_no_markdown_to_read():
     rendered = MarkdownIt("commonmark").render(md_literal(hostile))
     # the renderer gives back one paragraph with the text as written (HTML-escaped), no markup of its own
     assert rendered == "<p>" + hostile.replace("\n", " ").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") + "</p>\n"
+
+
+def test_attributions_are_escaped_coloured_by_sign_and_scaled_by_size():
+    import re
+
+    from ui.html import OPPOSES, SUPPORTS, attribution_html, attribution_legend
+
+    out = attribution_html(['<img src=x onerror="1">', "good", "bad"], [0.0, 0.4, -0.2], span=(1, 2))
+    assert "<img" not in out and "&lt;img src=x onerror=&quot;1&quot;&gt;" in out
+    alphas = [float(a) for a in re.findall(r"rgba\(\d+,\d+,\d+,([\d.]+)\)", out)]
+    assert alphas == [0.0, 0.85, 0.42]  # the largest |score| gets full colour, half the score half of it
+    assert f"rgba({SUPPORTS[0]},{SUPPORTS[1]},{SUPPORTS[2]},0.85)" in out
+    assert f"rgba({OPPOSES[0]},{OPPOSES[1]},{OPPOSES[2]},0.42)" in out
+    assert out.count("border-bottom") == 1 and 'title="+0.4000"' in out
+    assert "&lt;script&gt;" in attribution_legend("<script>")

@@ -1,0 +1,206 @@
+"""Which labels look wrong: confident learning over the model's out-of-sample probabilities, and a corrected copy.
+
+The model never trained on the validation and test splits, so its probabilities there are
+out-of-sample: where one confidently disagrees with the given label, that label is a candidate error
+(Northcutt et al., 2021, "Confident Learning"). cleanlab's ``find_label_issues`` does the counting;
+examples are ranked by the given label's self-confidence (lowest first). Single-label and pair runs.
+
+A review (a row per candidate: ``keep``, ``relabel`` to the suggested or another label, or ``drop``) is
+applied by :func:`corrected_copy` to a *copy* of the file the rows came from (the user's own file is
+never touched): the same rows, columns and format, the relabelled rows' label cells changed and the
+dropped rows left out. A CSV/TSV whose texts a spreadsheet would run as formulas is written as JSONL
+instead (exports must be safe to open; escaping those texts would change the training data).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core import runs
+from core.calibration import split_predictions
+from core.data import DataError
+from core.exports import FORMULA_STARTS
+
+TASKS = ("single_label", "pair")
+DECISIONS = ("keep", "relabel", "drop")
+REVIEW_COLUMNS = ("split", "row", "text", "given", "suggested", "given_probability", "suggested_probability", "decision")
+
+
+class LabelIssueError(ValueError):
+    """The run can't be searched for label issues, or a review can't be applied (what, where, how to fix)."""
+
+
+def find_issues(run_dir: str | Path, splits: tuple[str, ...] = ("validation", "test")) -> pd.DataFrame:
+    """Candidate label errors in the run's held-out splits, the most likely first.
+
+    Columns: ``split``, ``row`` (the row number in the file it came from), ``text`` (and ``text_pair``),
+    ``given``, ``suggested`` (the model's label), ``given_probability``, ``suggested_probability``, and
+    ``decision`` ("relabel", the default proposal a reviewer changes).
+
+    Raises:
+        LabelIssueError: not a single-label/pair run, or no saved predictions for the splits.
+    """
+    from cleanlab.filter import find_label_issues
+
+    run_dir = Path(run_dir)
+    report = runs.read_json(run_dir / runs.REPORT) or {}
+    if report.get("task") not in TASKS:
+        raise LabelIssueError(f"label issues are looked for in single-label and pair classification runs, not "
+                              f"{report.get('task') or 'this run'}'s task")
+    names = list(report.get("labels") or [])
+    frames = []
+    for split in dict.fromkeys(splits):
+        frame = split_predictions(run_dir, split, report)
+        if frame is not None:
+            frames.append(frame.assign(split=split))
+    if not frames:
+        raise LabelIssueError(f"run {run_dir.name} has no saved predictions of {' or '.join(splits)}: "
+                              f"`python -m core analyze {run_dir.name}` saves them")
+    frame = pd.concat(frames, ignore_index=True)
+    position = {n: i for i, n in enumerate(names)}
+    given = np.array([position[g] for g in frame["gold"]])
+    probs = np.stack(frame["probabilities"].to_numpy()).astype(np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    present = sorted(set(given.tolist()))
+    if len(present) < 2:
+        return _empty(frame)
+    # cleanlab counts per class: classes absent from these splits are left out (their column folded away)
+    keep = np.array(present)
+    sub_probs = probs[:, keep] / probs[:, keep].sum(axis=1, keepdims=True)
+    remap = {c: i for i, c in enumerate(present)}
+    ranked = find_label_issues(np.array([remap[g] for g in given]), sub_probs,
+                               return_indices_ranked_by="self_confidence")
+    rows = frame.iloc[ranked]
+    suggested = probs[ranked].argmax(axis=1)
+    out = pd.DataFrame({
+        "split": rows["split"].to_numpy(),
+        "row": rows["row"].to_numpy() if "row" in rows else ranked + 1,
+        "text": rows["text"].to_numpy(),
+        **({"text_pair": rows["text_pair"].to_numpy()} if "text_pair" in rows else {}),
+        "given": rows["gold"].to_numpy(),
+        "suggested": [names[i] for i in suggested],
+        "given_probability": probs[ranked, given[ranked]],
+        "suggested_probability": probs[ranked, suggested],
+        "decision": "relabel",
+    })
+    return out.reset_index(drop=True)
+
+
+def _empty(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in REVIEW_COLUMNS})
+
+
+def source_of(config: Any, split: str) -> str:
+    """The file a split's rows are numbered in: its own file when the config names one, else the main source."""
+    own = {"validation": config.data.validation_source, "test": config.data.test_source}.get(split)
+    return own or config.data.source
+
+
+def review_sources(run_dir: str | Path, splits: list[str]) -> dict[str, str]:
+    """The file each split's rows come from (one file for all, unless the config gave a split its own)."""
+    from core.recipe import load_run_config
+
+    config = load_run_config(Path(run_dir))
+    return {split: source_of(config, split) for split in splits}
+
+
+def corrected_copy(run_dir: str | Path, review: pd.DataFrame, split: str | None = None,
+                   labels: Mapping[str, str] | None = None) -> tuple[bytes, str, dict[str, int]]:
+    """A corrected copy of the file the reviewed rows came from: (its bytes, a file name, counts).
+
+    ``review``: rows with ``split``, ``row``, ``decision`` (keep / relabel / drop) and ``suggested`` (the label
+    a relabelled row gets). Rows of one source file only (``split`` picks them when the review mixes files).
+    Counts: ``{"relabelled", "dropped", "rows"}`` (rows: the copy's rows).
+
+    Raises:
+        LabelIssueError: an unknown decision or label, a row the file doesn't have, a source that isn't a file.
+    """
+    from core.recipe import load_run_config
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    report = runs.read_json(run_dir / runs.REPORT) or {}
+    names = set(report.get("labels") or [])
+    missing_columns = [c for c in ("split", "row", "decision", "suggested") if c not in review.columns]
+    if missing_columns:
+        raise LabelIssueError(f"the review table has no {', '.join(missing_columns)} column: it must be the table "
+                              "`python -m core analyze RUN --review-out FILE` wrote (or the Evaluation page's review)")
+    review = review.copy()
+    numbers = pd.to_numeric(review["row"], errors="coerce")
+    if numbers.isna().any() or (numbers % 1 != 0).any():
+        first = review["row"][numbers.isna() | (numbers % 1 != 0)].iloc[0]
+        raise LabelIssueError(f"the review table's row column holds {first!r}, not a row number: keep the numbers as written")
+    review["row"] = numbers.astype(int)
+    review["decision"] = review["decision"].astype(str).str.strip().str.lower()
+    # a label such as "-1" comes back from a spreadsheet-safe CSV as "'-1" (core.exports): read it as written
+    review["suggested"] = [str(v)[1:] if str(v)[1:] in names and str(v).startswith("'") else str(v) for v in review["suggested"]]
+    bad = sorted(set(review["decision"]) - set(DECISIONS))
+    if bad:
+        raise LabelIssueError(f"unknown decisions {bad}: each row is one of {', '.join(DECISIONS)}")
+    sources = {source_of(config, s) for s in review["split"].astype(str)}
+    if split is not None:
+        review = review[review["split"] == split]
+        sources = {source_of(config, split)}
+    if len(sources) > 1:
+        raise LabelIssueError("the reviewed rows come from several files (the validation or test split has its own): "
+                              "export one split at a time")
+    source = sources.pop()
+    relabel = review[review["decision"] == "relabel"]
+    unknown = sorted(set(relabel["suggested"].astype(str)) - names)
+    if unknown:
+        raise LabelIssueError(f"labels {unknown} are not labels of this run ({sorted(names)}): pick one of them")
+    try:
+        frame, numbers = _read_with_rows(source, config.task)
+    except DataError as exc:
+        raise LabelIssueError(f"the source {source} can't be read again: {exc}") from None
+    label_column = (report.get("data") or {}).get("columns", {}).get("label") or "label"
+    if label_column not in frame.columns:
+        raise LabelIssueError(f"{source} has no column {label_column!r} (the run's label column) any more")
+    where = {int(r): i for i, r in enumerate(numbers)}
+    missing = sorted(int(r) for r in review["row"] if int(r) not in where)
+    if missing:
+        raise LabelIssueError(f"rows {missing[:10]} are not in {source}: was the file changed since the run?")
+    out = frame.copy()
+    if len(relabel):
+        out[label_column] = out[label_column].astype(object)
+    for row, label in zip(relabel["row"], relabel["suggested"], strict=True):
+        out.iat[where[int(row)], out.columns.get_loc(label_column)] = label
+    dropped = {where[int(r)] for r in review.loc[review["decision"] == "drop", "row"]}
+    out = out.drop(index=out.index[sorted(dropped)]).reset_index(drop=True)
+    data, name = _write_like(out, source)
+    return data, name, {"relabelled": len(relabel), "dropped": len(dropped), "rows": len(out)}
+
+
+def _read_with_rows(source: str, task: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The source as read for training (its own columns) and the user's row number of each of its rows."""
+    from core.data.bundle import _read_for_task
+    from core.data.samples import cached_sample
+
+    if source.startswith("sample:"):
+        frame = cached_sample(source.split(":", 1)[1])[0].copy()
+        return frame.drop(columns=["row"]), frame["row"].to_numpy()
+    raw = _read_for_task(source, task, ())
+    return raw.frame.copy(), raw.rows
+
+
+def _write_like(frame: pd.DataFrame, source: str) -> tuple[bytes, str]:
+    """``frame`` in the source's format (CSV/TSV unless a text would run as a formula: then JSONL)."""
+    stem = Path(source.split(":", 1)[-1]).name.split(".")[0] or "data"
+    suffix = "".join(Path(source).suffixes).lower() if not source.startswith("sample:") else ".csv"
+    if suffix.endswith(".parquet"):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue(), f"{stem}-corrected.parquet"
+    if suffix.endswith((".jsonl", ".json")):
+        return frame.to_json(orient="records", lines=True, force_ascii=False).encode(), f"{stem}-corrected.jsonl"
+    risky = any(isinstance(v, str) and v.startswith(FORMULA_STARTS) for column in frame.columns for v in frame[column])
+    if risky:
+        return frame.to_json(orient="records", lines=True, force_ascii=False).encode(), f"{stem}-corrected.jsonl"
+    sep = "\t" if suffix.endswith(".tsv") else ","
+    return frame.to_csv(index=False, sep=sep).encode("utf-8"), f"{stem}-corrected{'.tsv' if sep == chr(9) else '.csv'}"

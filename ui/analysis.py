@@ -1,0 +1,157 @@
+"""The Evaluation page's "Error analysis" tab: slices, calibration, and the review of likely label errors.
+
+Everything shown is computed in core (core.slices, core.calibration, core.label_issues); changes go
+through core.actions, which checks the user's role.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.access import Action, allowed, refusal
+from core.exports import to_csv_bytes
+from ui import charts
+from ui.html import md_literal
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_data(show_spinner="Slicing the evaluated split…", max_entries=8)
+def _slices(run_path: str, mtime: float) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from core.slices import run_slices
+
+    return [asdict(s) for s in run_slices(run_path)]
+
+
+@st.cache_data(show_spinner="Looking for likely label errors…", max_entries=8)
+def _issues(run_path: str, mtime: float) -> pd.DataFrame | str:
+    from core.label_issues import LabelIssueError, find_issues
+
+    try:
+        return find_issues(run_path)
+    except LabelIssueError as exc:
+        return str(exc)
+
+
+def slices_section(run_path: Path, task: str) -> None:
+    st.markdown("#### Where the model fails")
+    try:
+        slicings = _slices(str(run_path), _mtime(run_path / "predictions.parquet"))
+    except FileNotFoundError as exc:
+        st.warning(md_literal(exc))
+        return
+    worse = [(s["name"], x["name"]) for s in slicings for x in s["slices"] if x["worse"]]
+    if worse:
+        st.warning("Significantly worse than the whole split (below it at the 5% level, corrected for the number of "
+                   "slices): "
+                   + "; ".join(f"{md_literal(a)} = {md_literal(b)}" for a, b in worse) + ".", icon=":material/flag:")
+    else:
+        st.caption("No slice is significantly worse than the whole split (5% level, corrected for the number of slices).")
+    shown = [s for s in slicings if s["slices"]]
+    for left_right in range(0, len(shown), 2):
+        columns = st.columns(2)
+        for column, slicing in zip(columns, shown[left_right:left_right + 2], strict=False):
+            column.plotly_chart(charts.slice_figure(slicing), width="stretch")
+    skipped = [s for s in slicings if s["note"]]
+    if skipped:
+        st.caption("Not sliced: " + "; ".join(f"{md_literal(s['name'])} ({md_literal(s['note'].removeprefix('not sliced: '))})"
+                                              for s in skipped) + ".")
+    with st.expander("Every slice as a table"):
+        rows = [{"slicing": s["name"], "slice": x["name"], "examples": x["examples"], s["metric"]: x["score"],
+                 "95% low": x["low"], "95% high": x["high"], "macro-F1": x["f1_macro"], "significantly worse": x["worse"]}
+                for s in slicings for x in s["slices"]]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def calibration_section(run_path: Path, report: dict[str, Any], user: Any, root: Path) -> None:
+    from core import actions, runs
+    from core.calibration import TASKS
+
+    if report.get("task") not in TASKS:
+        return
+    st.markdown("#### Calibration")
+    fitted = runs.read_json(run_path / runs.CALIBRATION)
+    if not fitted:
+        st.caption("This run was made before validation predictions were kept, so no temperature was fitted.")
+        if allowed(user, Action.DERIVE):
+            if st.button("Fit a temperature (re-evaluates the saved model)", key="fit_temperature"):
+                with st.spinner("Re-evaluating…"):
+                    actions.save_analysis(user, run_path.name, root)
+                st.cache_data.clear()
+                st.rerun()
+        else:
+            st.info(refusal(user, Action.DERIVE), icon=":material/lock:")
+        return
+    before, after = fitted["before"], fitted["after"]
+    c = st.columns(3)
+    c[0].metric("temperature", f"{fitted['temperature']:.3f}", help="Fitted on the validation split by minimising the "
+                "negative log-likelihood; above 1 the model was over-confident. It changes no prediction.")
+    c[1].metric(f"ECE on {fitted['evaluated_on']}", f"{after['ece']:.4f}", f"{after['ece'] - before['ece']:+.4f}",
+                delta_color="inverse", help=f"Expected calibration error before scaling: {before['ece']:.4f}.")
+    c[2].metric(f"NLL on {fitted['evaluated_on']}", f"{after['nll']:.4f}", f"{after['nll'] - before['nll']:+.4f}",
+                delta_color="inverse")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.reliability_figure(before["bins"], before["ece"]).update_layout(title="Reliability as trained "
+                      f"(ECE {before['ece']:.3f})"), width="stretch")
+    right.plotly_chart(charts.reliability_figure(after["bins"], after["ece"]).update_layout(
+        title=f"After temperature scaling (ECE {after['ece']:.3f})"), width="stretch")
+    st.caption("`python -m core predict RUN --calibrated` and the try-it box's calibrated confidence apply the temperature.")
+
+
+def label_issues_section(run_path: Path, run_id: str, report: dict[str, Any], user: Any, root: Path) -> None:
+    from core import actions
+    from core.label_issues import DECISIONS, LabelIssueError, corrected_copy, review_sources
+
+    st.markdown("#### Likely label errors")
+    found = _issues(str(run_path), _mtime(run_path / "predictions.parquet"))
+    if isinstance(found, str):
+        st.caption(md_literal(found))
+        return
+    if found.empty:
+        st.caption("Confident learning finds no example whose label the model confidently disputes.")
+        return
+    st.caption(f"{len(found):,} examples of the validation and test splits whose given label the model's out-of-sample "
+               "probabilities confidently dispute (confident learning, cleanlab), the least likely label first. Decide per "
+               "row, then export a corrected copy of the data file: the original is never changed.")
+    labels = list(report.get("labels") or [])
+    edited = st.data_editor(
+        found, hide_index=True, width="stretch", key=f"review-{run_id}", num_rows="fixed",
+        column_order=["split", "row", "given", "suggested", "decision", "given_probability", "suggested_probability", "text",
+                      *(["text_pair"] if "text_pair" in found.columns else [])],
+        disabled=[c for c in found.columns if c not in ("decision", "suggested")],
+        column_config={
+            "decision": st.column_config.SelectboxColumn("decision", options=list(DECISIONS), required=True,
+                                                         help="keep the given label, relabel to 'suggested', or drop the row"),
+            "suggested": st.column_config.SelectboxColumn("suggested", options=labels, required=True,
+                                                          help="the label a relabelled row gets (the model's, unless changed)"),
+            "given_probability": st.column_config.ProgressColumn("p(given)", min_value=0.0, max_value=1.0, format="%.2f"),
+            "suggested_probability": st.column_config.ProgressColumn("p(suggested)", min_value=0.0, max_value=1.0, format="%.2f"),
+        })
+    split = None
+    sources = review_sources(run_path, edited["split"].unique().tolist())
+    if len(set(sources.values())) > 1:
+        split = st.radio("Rows of", list(sources), horizontal=True, key=f"review-split-{run_id}",
+                         help="The validation or test split has its own file: export one file at a time.")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download the review (CSV)", to_csv_bytes(edited), file_name=f"{run_id}-label-review.csv",
+                       mime="text/csv", icon=":material/download:", key="review_download")
+    try:
+        data, name, counts = corrected_copy(run_path, edited, split)
+    except LabelIssueError as exc:
+        st.error(md_literal(exc), icon=":material/error:")
+        return
+    c2.download_button(f"Download the corrected copy ({counts['relabelled']} relabelled, {counts['dropped']} dropped)", data,
+                       file_name=name, icon=":material/download:", key="corrected_download")
+    if allowed(user, Action.UPLOAD) and c3.button("Save the copy as a data file", key="corrected_save", icon=":material/save:",
+                 help="Saved with your uploads: pick it on the Data page to train on the corrected labels."):
+        path, counts = actions.save_corrected_copy(user, root, run_id, edited, split)
+        st.success(f"Saved {md_literal(path.name)} ({counts['rows']:,} rows) with your uploads: choose it on the Data page.",
+                   icon=":material/check:")
