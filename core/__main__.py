@@ -308,6 +308,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    from core.label_issues import cross_validated, find_issues
+
+    run_dir = _run_dir(args)
+    print(f"training {args.folds} fold models on the training split of {run_dir.name}…", flush=True)
+    table = cross_validated(run_dir, args.folds, epochs=args.epochs)
+    issues = find_issues(run_dir)
+    train = issues[issues["split"] == "train"]
+    print(f"out-of-fold probabilities for {len(table):,} training rows; likely label errors: {len(train)} in the training "
+          f"split, {len(issues) - len(train)} in validation and test" + (" (the first 10 of training:)" if len(train) else ""))
+    for _, row in train.head(10).iterrows():
+        print(f"  row {int(row['row']):<6} given {row['given']!r}, suggested {row['suggested']!r} "
+              f"({row['suggested_probability']:.2f})  {str(row['text'])[:60]!r}")
+    print(f"`python -m core analyze {run_dir.name} --review-out FILE` writes them all for review")
+    return 0
+
+
 def cmd_correct(args: argparse.Namespace) -> int:
     from core.data import read_table
     from core.label_issues import corrected_copy
@@ -530,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or id")
     p.add_argument("--review-out", help="write the likely label errors as a review table (CSV)")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("label-issues", help="likely label errors in the training split too: out-of-fold probabilities from "
+                       "K short runs (k-fold cross-validation)")
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--folds", type=int, default=5, help="folds, each a run trained on the others (default 5)")
+    p.add_argument("--epochs", type=int, help="epochs of each fold run (default: the run's own)")
+    p.set_defaults(func=cmd_label_issues)
 
     p = sub.add_parser("correct", help="a corrected copy of a run's data file from a reviewed label-issue table")
     p.add_argument("run", help="run directory or id")

@@ -32,12 +32,13 @@ class CalibrationError(ValueError):
 
 
 def split_predictions(run_dir: str | Path, split: str, report: dict[str, Any] | None = None) -> pd.DataFrame | None:
-    """The saved predictions of ``split`` ("validation" or "test"), or None when the run has none for it."""
+    """The saved predictions of ``split`` ("validation", "test", or "train": out-of-fold), or None when the run has none."""
     run_dir = Path(run_dir)
     report = report if report is not None else runs.read_json(run_dir / runs.REPORT) or {}
     evaluated = report.get("eval_split", "test")
-    path = run_dir / (runs.PREDICTIONS if split == evaluated else runs.VALIDATION_PREDICTIONS)
-    if split not in (evaluated, "validation") or not path.exists():
+    path = run_dir / {evaluated: runs.PREDICTIONS, "validation": runs.VALIDATION_PREDICTIONS,
+                      "train": runs.TRAIN_PREDICTIONS}.get(split, "")
+    if split not in (evaluated, "validation", "train") or not path.is_file():
         return None
     try:
         return pd.read_parquet(path)

@@ -36,8 +36,9 @@ class LabelIssueError(ValueError):
     """The run can't be searched for label issues, or a review can't be applied (what, where, how to fix)."""
 
 
-def find_issues(run_dir: str | Path, splits: tuple[str, ...] = ("validation", "test")) -> pd.DataFrame:
-    """Candidate label errors in the run's held-out splits, the most likely first.
+def find_issues(run_dir: str | Path, splits: tuple[str, ...] = ("validation", "test", "train")) -> pd.DataFrame:
+    """Candidate label errors in the run's held-out splits (and its training split, once :func:`cross_validated`
+    has given it out-of-fold probabilities), the most likely first.
 
     Columns: ``split``, ``row`` (the row number in the file it came from), ``text`` (and ``text_pair``),
     ``given``, ``suggested`` (the model's label), ``given_probability``, ``suggested_probability``, and
@@ -98,7 +99,7 @@ def _empty(frame: pd.DataFrame) -> pd.DataFrame:
 
 def source_of(config: Any, split: str) -> str:
     """The file a split's rows are numbered in: its own file when the config names one, else the main source."""
-    own = {"validation": config.data.validation_source, "test": config.data.test_source}.get(split)
+    own = {"validation": config.data.validation_source, "test": config.data.test_source}.get(split)  # train: the source
     return own or config.data.source
 
 
@@ -204,3 +205,72 @@ def _write_like(frame: pd.DataFrame, source: str) -> tuple[bytes, str]:
         return frame.to_json(orient="records", lines=True, force_ascii=False).encode(), f"{stem}-corrected.jsonl"
     sep = "\t" if suffix.endswith(".tsv") else ","
     return frame.to_csv(index=False, sep=sep).encode("utf-8"), f"{stem}-corrected{'.tsv' if sep == chr(9) else '.csv'}"
+
+
+def cross_validated(run_dir: str | Path, folds: int = 5, *, epochs: int | None = None) -> pd.DataFrame:
+    """Out-of-fold probabilities of the run's *training* split: ``folds`` short runs, each trained on the other folds.
+
+    Each fold trains a fresh model with the run's own config (model, strategy, rates; ``epochs`` if given) on
+    ``folds - 1`` stratified parts of the training split and predicts the part it left out, so every training row
+    gets probabilities from a model that never saw it — what confident learning needs. The fold runs live in a
+    temporary folder and are removed; what stays in the run directory is ``predictions-train-oof.parquet``
+    (the predictions table's columns, ``split`` "train"), which :func:`find_issues` reads with ``"train"``.
+
+    Raises:
+        LabelIssueError: not a single-label/pair run, fewer than 2 folds, or a class with fewer rows than folds.
+    """
+    import dataclasses
+    import tempfile
+
+    from sklearn.model_selection import StratifiedKFold
+
+    from core.config import DataConfig
+    from core.data import load_bundle
+    from core.recipe import load_run_config, run_training, write_parquet
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if config.task not in TASKS:
+        raise LabelIssueError(f"cross-validated label issues are for single-label and pair runs, not {config.task}")
+    if folds < 2:
+        raise LabelIssueError(f"--folds must be at least 2; got {folds}")
+    train = load_bundle(config.data, config.task).train.reset_index(drop=True)
+    smallest = train["label"].value_counts().min()
+    if smallest < folds:
+        raise LabelIssueError(f"a class has only {smallest} training rows, fewer than {folds} folds: use --folds {max(2, smallest)}"
+                              if smallest >= 2 else "a class has a single training row: it can't be held out and learned at once")
+    names = sorted(train["label"].astype(str).unique())
+    probabilities = np.full((len(train), len(names)), np.nan)
+    columns = ["text", *(["text_pair"] if "text_pair" in train.columns else []), "label"]
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.data.seed)
+    with tempfile.TemporaryDirectory(prefix="tuneboard-folds-") as tmp:
+        for i, (fit, held) in enumerate(splitter.split(train, train["label"].astype(str))):
+            parts = {}
+            for part, index in (("fit", fit), ("held", held)):
+                path = Path(tmp) / f"fold{i + 1}-{part}.jsonl"
+                train.iloc[index][columns].assign(position=index).to_json(path, orient="records", lines=True, force_ascii=False)
+                parts[part] = str(path)
+            data = DataConfig(source=parts["fit"], validation_source=parts["held"], test_split=0.0, text_column="text",
+                              text_pair_column="text_pair" if "text_pair" in columns else None, label_column="label",
+                              seed=config.data.seed, empty_texts=config.data.empty_texts)
+            fold_config = config.replace(name=f"{config.name}-fold{i + 1}", data=data, output_dir=str(Path(tmp) / "runs"),
+                                         train=dataclasses.replace(config.train, epochs=epochs or config.train.epochs))
+            outcome = run_training(fold_config)
+            if outcome.state != "completed":
+                raise LabelIssueError(f"fold {i + 1} of {folds} ended {outcome.state}; see {outcome.run_dir}")
+            held_out = pd.read_parquet(outcome.run_dir / runs.PREDICTIONS)
+            fold_names = list((outcome.report or {}).get("labels") or [])
+            where = [names.index(n) for n in fold_names]
+            for position, probs in zip(held_out["extra:position"].astype(int), held_out["probabilities"], strict=True):
+                probabilities[position] = 0.0
+                probabilities[position, where] = probs
+    table = pd.DataFrame({"row": train["row"].to_numpy(), "text": train["text"].to_numpy(),
+                          **({"text_pair": train["text_pair"].to_numpy()} if "text_pair" in train.columns else {}),
+                          "gold": train["label"].astype(str).to_numpy(),
+                          "probabilities": [p.tolist() for p in probabilities]})
+    table = table[~np.isnan(probabilities).any(axis=1)].reset_index(drop=True)  # rows a fold dropped (duplicates)
+    report = runs.read_json(run_dir / runs.REPORT) or {}
+    order = list(report.get("labels") or names)
+    table["probabilities"] = [[p[names.index(n)] if n in names else 0.0 for n in order] for p in table["probabilities"]]
+    write_parquet(table, run_dir / runs.TRAIN_PREDICTIONS)
+    return table

@@ -30,6 +30,7 @@ EVENTS = "events.jsonl"
 REPORT = "report.json"
 PREDICTIONS = "predictions.parquet"
 VALIDATION_PREDICTIONS = "predictions-validation.parquet"  # when the evaluated split is the test split
+TRAIN_PREDICTIONS = "predictions-train-oof.parquet"  # out-of-fold, for label issues (core.label_issues.cross_validated)
 CALIBRATION = "calibration.json"  # the temperature fitted on validation (core.calibration)
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints/last"

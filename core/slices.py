@@ -136,11 +136,11 @@ def _buckets(values: np.ndarray, *, quantiles: int, unit: str) -> list[tuple[str
     for i, upper in enumerate([*edges, math.inf]):
         mask = (values > lower) & (values <= upper)
         if upper == math.inf:
-            name = f"> {_format(lower)}{unit}"
+            name = f"≥ {_format(lower + 1)}{unit}" if whole else f"> {_format(lower)}{unit}"
         elif lower == -math.inf:
             name = f"≤ {_format(upper)}{unit}"
-        else:
-            name = f"{_format(lower)}–{_format(upper)}{unit}"
+        else:  # (lower, upper]: whole numbers read from lower + 1
+            name = f"{_format(lower + 1 if whole else lower)}–{_format(upper)}{unit}"
         groups.append((name, mask, i))
         lower = upper
     return groups

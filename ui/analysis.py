@@ -107,18 +107,23 @@ def calibration_section(run_path: Path, report: dict[str, Any], user: Any, root:
 
 
 def label_issues_section(run_path: Path, run_id: str, report: dict[str, Any], user: Any, root: Path) -> None:
-    from core import actions
+    from core import actions, runs
     from core.label_issues import DECISIONS, LabelIssueError, corrected_copy, review_sources
 
     st.markdown("#### Likely label errors")
-    found = _issues(str(run_path), _mtime(run_path / "predictions.parquet"))
+    kept = max(_mtime(run_path / name) for name in (runs.PREDICTIONS, runs.VALIDATION_PREDICTIONS, runs.TRAIN_PREDICTIONS))
+    found = _issues(str(run_path), kept)
+    if not (run_path / runs.TRAIN_PREDICTIONS).exists():
+        st.caption(f"The training split is looked at too after `python -m core label-issues {run_id} --folds 5` "
+                   "(five short runs, each predicting the fifth of the training rows it did not train on).")
     if isinstance(found, str):
         st.caption(md_literal(found))
         return
     if found.empty:
         st.caption("Confident learning finds no example whose label the model confidently disputes.")
         return
-    st.caption(f"{len(found):,} examples of the validation and test splits whose given label the model's out-of-sample "
+    splits = " and ".join(dict.fromkeys(found["split"].astype(str)))
+    st.caption(f"{len(found):,} examples ({splits}) whose given label the model's out-of-sample "
                "probabilities confidently dispute (confident learning, cleanlab), the least likely label first. Decide per "
                "row, then export a corrected copy of the data file: the original is never changed.")
     labels = list(report.get("labels") or [])
@@ -148,8 +153,9 @@ def label_issues_section(run_path: Path, run_id: str, report: dict[str, Any], us
     except LabelIssueError as exc:
         st.error(md_literal(exc), icon=":material/error:")
         return
-    c2.download_button(f"Download the corrected copy ({counts['relabelled']} relabelled, {counts['dropped']} dropped)", data,
-                       file_name=name, icon=":material/download:", key="corrected_download")
+    c2.download_button("Download the corrected copy", data, file_name=name, icon=":material/download:", key="corrected_download",
+                       help=f"{md_literal(name)}: {counts['rows']:,} rows, {counts['relabelled']} relabelled, "
+                            f"{counts['dropped']} dropped, as the decisions above say.")
     if allowed(user, Action.UPLOAD) and c3.button("Save the copy as a data file", key="corrected_save", icon=":material/save:",
                  help="Saved with your uploads: pick it on the Data page to train on the corrected labels."):
         path, counts = actions.save_corrected_copy(user, root, run_id, edited, split)
