@@ -97,15 +97,14 @@ def findings(path: str, mtime: float) -> list[dict]:
     return [f.as_dict() for f in diagnose_run(path)]
 
 
-report_path = run.path / "report.json"
-for finding in findings(str(run.path), report_path.stat().st_mtime if report_path.exists() else 0.0):
+evaluated_at = max((p.stat().st_mtime for p in (run.path / "report.json", pred_path) if p.exists()), default=0.0)
+for finding in findings(str(run.path), evaluated_at):
     st.warning(f"**{md_literal(finding['title'])}.** {md_literal(finding['evidence'])}  \n**Try:** "
                + md_literal("; ".join(finding["fixes"])) + ".", icon=":material/troubleshoot:")
 
-# on_change="rerun" makes a tab's ``.open`` tell whether it is shown: the explanations of the Errors tab and the
-# whole Error analysis tab (a tokenizer, cleanlab, captum) run only when the user opens them, not on every visit.
-tabs = st.tabs(["Report", "Errors", "Error analysis", "Curves & calibration", "Try it", "Predict a file", "Download"],
-               key=f"eval_tabs-{run_id}", on_change="rerun")
+# Every tab's content runs on every rerun (lazy tabs rerun the page on each tab click, which lost an upload made
+# at once): what is costly — explanations, the error analysis — waits for the user to ask for it.
+tabs = st.tabs(["Report", "Errors", "Error analysis", "Curves & calibration", "Try it", "Predict a file", "Download"])
 
 # --- per-class report and confusion matrix -----------------------------------------------------------
 with tabs[0]:
@@ -158,7 +157,7 @@ with tabs[0]:
                        "nothing to list or download.")
         else:
             st.caption(f"{len(rows):,} examples, the most confident first" + (" — these are correct." if gold == pred else "."))
-            picked = st.dataframe(rows, hide_index=True, width="stretch", key=f"cell_rows-{cell[0]}-{cell[1]}", on_select="rerun",
+            picked = st.dataframe(rows, hide_index=True, width="stretch", key=f"cell_rows-{run_id}-{cell[0]}-{cell[1]}", on_select="rerun",
                                   selection_mode="multi-row",
                                   column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                                format="%.3f", width="small"),
@@ -190,20 +189,24 @@ with tabs[1]:
     else:
         st.markdown("**Most confident mistakes**")
         mistakes = confident_errors(predictions, 30)
-        picked = st.dataframe(mistakes, hide_index=True, width="stretch", key="error_rows", on_select="rerun",
+        picked = st.dataframe(mistakes, hide_index=True, width="stretch", key=f"error_rows-{run_id}", on_select="rerun",
                               selection_mode="multi-row",
                               column_config={"confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                            format="%.3f")})
-        if len(mistakes) and tabs[1].open:
+        if len(mistakes):
             with st.expander("Why the model said what it did", expanded=True, icon=":material/psychology:"):
-                explain_view.show_rows(run.path, mistakes, picked, target_column="predicted")
+                explain_view.show_rows(run.path, mistakes, picked, target_column="predicted", first_by_default=False)
 
 # --- error analysis: slices, calibration, likely label errors -----------------------------------------------
 with tabs[2]:
-    if tabs[2].open:
+    if st.toggle("Analyse this run's errors", key=f"analyse-{run_id}",
+                 help="Slices by length, confidence and your file's own columns; calibration; likely label errors."):
         analysis.slices_section(run.path, task)
         analysis.calibration_section(run.path, report, current_user(), root)
         analysis.label_issues_section(run.path, run_id, report, current_user(), root)
+    else:
+        st.caption("Where the model fails (slices with intervals), how honest its confidence is (temperature scaling), "
+                   "and which labels look wrong (confident learning): turn on the analysis above.")
 
 # --- curves and calibration ----------------------------------------------------------------------------
 with tabs[3]:

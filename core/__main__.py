@@ -227,6 +227,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ExplainCliError("give --text \"...\" (one text) or --data FILE --out FILE.jsonl (every row of a file)")
     if args.data and not args.out:
         raise ExplainCliError("--data needs --out FILE.jsonl: where to write one line of attributions per row")
+    if args.data:
+        _check_output(args.out, [Path(args.data).expanduser().resolve(), *_run_sources(run_dir)])
     explainer = explainer_for_run(run_dir, steps=args.steps, max_steps=args.max_steps)
     if explainer.through:
         print(f"note: explained through {explainer.through}")
@@ -250,7 +252,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 class ExplainCliError(ValueError):
-    """Arguments of ``core explain`` that don't fit together."""
+    """Arguments of ``core explain`` / ``analyze`` / ``correct`` that don't fit together."""
+
+
+def _run_sources(run_dir: Path) -> list[Path]:
+    """The data files a run read (its source and its own validation/test files): never written by a command."""
+    from core.recipe import load_run_config
+
+    data = load_run_config(run_dir).data
+    return [Path(s).expanduser().resolve() for s in (data.source, data.validation_source, data.test_source)
+            if s and not s.startswith("sample:")]
+
+
+def _check_output(out: str, protected: list[Path], *, force: bool = True) -> Path:
+    """``out`` as a path, unless it is one of the ``protected`` files (or exists, without ``force``)."""
+    path = Path(out).expanduser()
+    if path.resolve() in protected:
+        raise ExplainCliError(f"{out} is a data file this command reads: write to another file (nothing you made is "
+                              "overwritten)")
+    if path.exists() and not force:
+        raise ExplainCliError(f"{out} exists: pick another --out, or add --force to replace it")
+    return path
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -277,7 +299,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not findings:
         print("diagnosis: nothing looks wrong")
     print()
-    for slicing in run_slices(run_dir):
+    try:
+        slicings = run_slices(run_dir)
+    except FileNotFoundError as exc:
+        raise LabelIssueError(f"{exc}: `python -m core eval {run_dir.name}` can't rebuild it; the run's evaluation "
+                              "files are incomplete (train it again)") from None
+    for slicing in slicings:
         print(f"by {slicing.name} ({slicing.metric}; whole split {slicing.overall:.3f})"
               + (f": {slicing.note}" if slicing.note else ""))
         for s in slicing.slices:
@@ -302,7 +329,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.review_out:
         from core.exports import to_csv_bytes
 
-        Path(args.review_out).write_bytes(to_csv_bytes(issues))
+        _check_output(args.review_out, _run_sources(run_dir)).write_bytes(to_csv_bytes(issues))
         print(f"wrote the review table to {args.review_out}: set each decision to keep, relabel or drop, then "
               f"`python -m core correct {run_dir.name} --review {args.review_out} --out FILE`")
     return 0
@@ -332,9 +359,8 @@ def cmd_correct(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
     review = read_table(args.review)
     data, name, counts = corrected_copy(run_dir, review, split=args.split)
-    out = Path(args.out) if args.out else Path(name)
-    if out.exists() and out.resolve() == Path(args.review).resolve():
-        raise ExplainCliError("--out names the review file itself: pick another file")
+    out = _check_output(args.out or name, [Path(args.review).expanduser().resolve(), *_run_sources(run_dir)],
+                        force=args.force)
     out.write_bytes(data)
     print(f"wrote {out}: {counts['rows']:,} rows, {counts['relabelled']} relabelled, {counts['dropped']} dropped "
           "(the original file is unchanged)")
@@ -559,7 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or id")
     p.add_argument("--review", required=True, help="the review table (from analyze --review-out), decisions filled in")
     p.add_argument("--out", help="where to write the copy (default: <file>-corrected.<ext> here)")
-    p.add_argument("--split", choices=("validation", "test"), help="only this split's rows (when they come from its own file)")
+    p.add_argument("--split", choices=("train", "validation", "test"),
+                   help="only this split's rows (when they come from its own file)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (never the run's own data files)")
     p.set_defaults(func=cmd_correct)
 
     p = sub.add_parser("compress", help="a smaller, faster model from a completed run, evaluated on its test split "

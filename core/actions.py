@@ -173,29 +173,50 @@ def fuse(user: User, member_ids: Sequence[str], root: str | Path, method: str, o
 
 def save_analysis(user: User, run_id: str, root: str | Path) -> dict[str, Any]:
     """Save what error analysis needs of a run made before it was kept: its validation predictions (the saved model
-    re-evaluated) and its fitted temperature (core.calibration). Returns the calibration, if it applies."""
-    from core.calibration import CalibrationError, calibrate
+    re-evaluated) and its fitted temperature (core.calibration), also written into its report. Returns the calibration.
+    The run's owner or an admin only: it rewrites the run's predictions files.
+
+    Raises:
+        CalibrationError: the predictions are saved, but no temperature applies (the reason).
+    """
+    from core.access import AccessDenied, Role
+    from core.calibration import calibrate, for_report
     from core.evaluate import evaluate_splits
 
     check(user, Action.DERIVE)
     run_dir = runs.run_path(root, run_id)
+    owner = jobs.owner_of(root, run_id)
+    if owner not in (None, user.name) and user.role is not Role.ADMIN:
+        raise AccessDenied(f"run {run_id} is {owner}'s: only they or an admin can re-evaluate it")
     audit.record(root, user.name, "save analysis", run_id)
     evaluate_splits(run_dir)
-    try:
-        return calibrate(run_dir)
-    except CalibrationError:
-        return {}
+    report = runs.read_json(run_dir / runs.REPORT) or {}
+    report["temperature_scaling"] = for_report(run_dir, report)
+    runs.atomic_write_json(run_dir / runs.REPORT, report)
+    return calibrate(run_dir, report, save=False)  # CalibrationError: why there is no temperature, for the page to say
+
+
+def corrected_copy(user: User, root: str | Path, run_id: str, review: Any, split: str | None = None) -> tuple[bytes, str, dict[str, int]]:
+    """A reviewed label-issue table applied to a copy of the run's data file (core.label_issues.corrected_copy).
+
+    The copy holds the whole file, so it needs the upload role; a source on the server (not an upload or a sample)
+    must lie under the data roots, as any server path the dashboard reads.
+    """
+    from core.label_issues import corrected_copy as make_copy
+    from core.label_issues import review_sources
+
+    check(user, Action.UPLOAD)
+    run_dir = runs.run_path(root, run_id)
+    splits = [split] if split else sorted(set(map(str, review["split"]))) if "split" in review else []
+    for source in set(review_sources(run_dir, splits).values()):
+        if not source.startswith("sample:") and not uploads.is_upload(source, root):
+            serving.check_server_path(source)
+    return make_copy(run_dir, review, split)
 
 
 def save_corrected_copy(user: User, root: str | Path, run_id: str, review: Any, split: str | None = None) -> tuple[Path, dict[str, int]]:
-    """A reviewed label-issue table applied to a copy of the run's data file, saved as a new upload (core.label_issues).
-
-    The user's file is never touched: the copy is a new file in the uploads, ready to train on.
-    """
-    from core.label_issues import corrected_copy
-
-    check(user, Action.UPLOAD)
-    data, name, counts = corrected_copy(runs.run_path(root, run_id), review, split)
+    """:func:`corrected_copy`, saved as a new upload of ``user`` (their file is never touched), ready to train on."""
+    data, name, counts = corrected_copy(user, root, run_id, review, split)
     path = uploads.save_upload(root, name, data, owner=user.name)
     audit.record(root, user.name, "corrected copy", run_id, stored=path.parent.name, **counts)
     return path, counts

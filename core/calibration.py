@@ -36,9 +36,11 @@ def split_predictions(run_dir: str | Path, split: str, report: dict[str, Any] | 
     run_dir = Path(run_dir)
     report = report if report is not None else runs.read_json(run_dir / runs.REPORT) or {}
     evaluated = report.get("eval_split", "test")
-    path = run_dir / {evaluated: runs.PREDICTIONS, "validation": runs.VALIDATION_PREDICTIONS,
-                      "train": runs.TRAIN_PREDICTIONS}.get(split, "")
-    if split not in (evaluated, "validation", "train") or not path.is_file():
+    # the evaluated split is in predictions.parquet, whichever it is (validation, for a run without a test split)
+    name = runs.PREDICTIONS if split == evaluated else {"validation": runs.VALIDATION_PREDICTIONS,
+                                                        "train": runs.TRAIN_PREDICTIONS}.get(split)
+    path = run_dir / name if name else None
+    if path is None or not path.is_file():
         return None
     try:
         return pd.read_parquet(path)

@@ -49,14 +49,22 @@ def run_predictor(run_dir: str | Path, *, calibrated: bool = False, **options: A
     config = load_run_config(run_dir)
     model_dir = run_dir / runs.MODEL_DIR
     ensemble = ensemble_marker(model_dir)
+    temperature = None
+    if calibrated:
+        from core.calibration import CalibrationError, saved_temperature
+
+        temperature = saved_temperature(run_dir)
+        if temperature is None:
+            raise CalibrationError(f"run {run_dir.name} has no fitted temperature: `python -m core analyze {run_dir.name}` "
+                                   "fits one on its validation split (single-label and pair runs)")
     if ensemble is not None:  # a fused ensemble (core.fuse): its members, each with the settings of its own run
         members = [Predictor(model_dir / MEMBERS_DIR / m["run"], threshold=m["threshold"], max_length=m["max_length"], **options)
                    for m in ensemble["members"]]
-        return EnsemblePredictor(members, [m["weight"] for m in ensemble["members"]], ensemble["options"].get("combine", "average"))
-    if calibrated:
-        from core.calibration import saved_temperature
-
-        options["temperature"] = saved_temperature(run_dir) or 1.0
+        fused = EnsemblePredictor(members, [m["weight"] for m in ensemble["members"]], ensemble["options"].get("combine", "average"))
+        fused.temperature = temperature or 1.0
+        return fused
+    if temperature is not None:
+        options["temperature"] = temperature
     return Predictor(model_dir, threshold=config.train.multi_label_threshold, max_length=config.model.max_length, **options)
 
 

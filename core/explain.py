@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # torch, transformers and captum load when something is expla
 
     from core.inference import Predictor
 
+INTERNAL_BATCH = 32  # interpolation steps per forward/backward pass
 ABSOLUTE_DELTA = 0.005  # a delta this small in probability is converged however small p(text) - p(baseline) is
 _WORD = re.compile(r"\S+")
 
@@ -116,10 +117,19 @@ class Explainer:
             parameter.requires_grad_(False)
         self.pad_id = predictor.tokenizer.pad_token_id or 0
         self.special_ids = set(predictor.tokenizer.all_special_ids) - {self.pad_id}
+        # one explainer serves every dashboard session: Captum hooks the embedding layer while it integrates, so
+        # one explanation at a time
+        import threading
+
+        self._lock = threading.RLock()
 
     # --- sequence tasks ---------------------------------------------------------------------------------------
     def explain(self, text: str, pair: str | None = None, target: str | None = None) -> Explanation:
         """Attributions of ``text`` (and ``pair``) for ``target`` (a label name; the predicted one by default)."""
+        with self._lock:  # Captum's hook on the embeddings would change another session's forward meanwhile
+            return self._explain(text, pair, target)
+
+    def _explain(self, text: str, pair: str | None, target: str | None) -> Explanation:
         import torch
 
         p = self.predictor
@@ -138,7 +148,7 @@ class Explainer:
                           return_tensors="pt")
         offsets = enc.pop("offset_mapping")[0].tolist()
         sequence_ids = enc.sequence_ids(0)
-        token_word = _token_words(offsets, sequence_ids, spans)
+        token_word = _token_words(offsets, sequence_ids, spans, segments_text)
         probabilities = self._probabilities(enc)
         if p.task == "regression":
             column, target_name, predicted = 0, "value", f"{probabilities[0]:.4g}"
@@ -177,6 +187,10 @@ class Explainer:
     # --- NER ---------------------------------------------------------------------------------------------------
     def explain_entities(self, words: Sequence[str]) -> list[Explanation]:
         """One explanation per entity the model predicts in ``words``: which words support its type."""
+        with self._lock:
+            return self._explain_entities(words)
+
+    def _explain_entities(self, words: Sequence[str]) -> list[Explanation]:
         import torch
 
         p = self.predictor
@@ -248,8 +262,11 @@ class Explainer:
         lig = LayerIntegratedGradients(forward, self.model.get_input_embeddings())
         steps = self.steps
         while True:
+            # at most INTERNAL_BATCH interpolated copies at once: 256 copies of a 512-token text through eager
+            # attention would take tens of GB
             attributions, delta = lig.attribute(input_ids, baselines=baseline, additional_forward_args=extra,
-                                                n_steps=steps, internal_batch_size=steps, return_convergence_delta=True)
+                                                n_steps=steps, internal_batch_size=min(steps, INTERNAL_BATCH),
+                                                return_convergence_delta=True)
             delta = float(delta[0])
             converged = abs(delta) <= max(self.tolerance * gap, ABSOLUTE_DELTA)
             if converged or steps * 2 > self.max_steps:
@@ -259,8 +276,10 @@ class Explainer:
         return scores, {"output": f_text, "baseline_output": f_base, "delta": delta, "steps": steps, "converged": converged}
 
 
-def _token_words(offsets: list[list[int]], sequence_ids: list[int | None], spans: list[tuple[int, int, int]]) -> list[int | None]:
-    """For each token, the index of the whitespace word its characters start in (None for special tokens)."""
+def _token_words(offsets: list[list[int]], sequence_ids: list[int | None], spans: list[tuple[int, int, int]],
+                 texts: list[str]) -> list[int | None]:
+    """For each token, the index of the whitespace word its first non-space character is in (None for special
+    tokens). A SentencePiece "▁word" token's offsets start at the space before the word: that space is skipped."""
     starts: dict[int, list[int]] = {}
     index: dict[int, list[int]] = {}
     for i, (segment, start, _) in enumerate(spans):
@@ -271,6 +290,8 @@ def _token_words(offsets: list[list[int]], sequence_ids: list[int | None], spans
         if segment is None or end <= start or segment not in starts:
             out.append(None)
             continue
+        while start < end - 1 and texts[segment][start].isspace():
+            start += 1
         k = bisect.bisect_right(starts[segment], start) - 1
         out.append(index[segment][k] if k >= 0 else None)
     return out
@@ -399,8 +420,6 @@ def explain_file(explainer: Explainer, run_dir: str | Path, data_file: str | Pat
     Raises:
         DataError: the file can't be read or has no text column (file, row, column).
     """
-    import json
-
     from core.evaluate import _columns_of
     from core.recipe import load_run_config
 
@@ -408,12 +427,25 @@ def explain_file(explainer: Explainer, run_dir: str | Path, data_file: str | Pat
     frame, _ = load_unlabelled(data_file, config.task, _columns_of(config.data, data_file))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    not_converged = 0
     tmp = out.with_suffix(out.suffix + ".tmp")
+    try:
+        written = _write_explanations(explainer, config.task, frame, tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    return {"path": str(out), "rows": len(frame), "not_converged": written}
+
+
+def _write_explanations(explainer: Explainer, task: str, frame: Any, tmp: Path, target: str | None) -> int:
+    """One JSON line per row of ``frame`` into ``tmp``; returns how many explanations missed the convergence bound."""
+    import json
+
+    not_converged = 0
     with tmp.open("w", encoding="utf-8") as handle:
         for i in range(len(frame)):
             row = int(frame["row"].iloc[i])
-            if config.task == "token":
+            if task == "token":
                 tokens = list(frame["tokens"].iloc[i])
                 entities = explainer.explain_entities(tokens) if tokens else []
                 not_converged += sum(not e.converged for e in entities)
@@ -433,5 +465,4 @@ def explain_file(explainer: Explainer, run_dir: str | Path, data_file: str | Pat
             if explainer.through:
                 line["through"] = explainer.through
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    tmp.replace(out)
-    return {"path": str(out), "rows": len(frame), "not_converged": not_converged}
+    return not_converged

@@ -152,7 +152,8 @@ class EnsemblePredictor(Predictor):
         if self.combine == "vote":
             votes = np.tensordot(self.weights, np.eye(len(self.names))[probs.argmax(-1)], axes=1)
             averaged = (votes + 1e-3 * averaged) / (1 + 1e-3)  # the most votes wins; averaged probabilities break ties
-        return np.log(np.clip(averaged, 1e-12, 1)).astype(np.float32)  # softmax() of it gives the averaged probabilities
+        log_probs = np.log(np.clip(averaged, 1e-12, 1)).astype(np.float32)  # softmax() of it: the averaged probabilities
+        return log_probs / self.temperature if self.temperature != 1.0 else log_probs  # core.calibration's, fitted on them
 
     def word_probabilities(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         per_member = [m.word_probabilities(sentences) for m in self.members]

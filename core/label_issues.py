@@ -42,7 +42,7 @@ def find_issues(run_dir: str | Path, splits: tuple[str, ...] = ("validation", "t
 
     Columns: ``split``, ``row`` (the row number in the file it came from), ``text`` (and ``text_pair``),
     ``given``, ``suggested`` (the model's label), ``given_probability``, ``suggested_probability``, and
-    ``decision`` ("relabel", the default proposal a reviewer changes).
+    ``decision`` ("keep" until a reviewer changes it).
 
     Raises:
         LabelIssueError: not a single-label/pair run, or no saved predictions for the splits.
@@ -64,6 +64,9 @@ def find_issues(run_dir: str | Path, splits: tuple[str, ...] = ("validation", "t
         raise LabelIssueError(f"run {run_dir.name} has no saved predictions of {' or '.join(splits)}: "
                               f"`python -m core analyze {run_dir.name}` saves them")
     frame = pd.concat(frames, ignore_index=True)
+    if "row" not in frame.columns:
+        raise LabelIssueError(f"run {run_dir.name}'s predictions have no row numbers (an old run): "
+                              f"`python -m core eval {run_dir.name}` can't add them; train it again to review its labels")
     position = {n: i for i, n in enumerate(names)}
     given = np.array([position[g] for g in frame["gold"]])
     probs = np.stack(frame["probabilities"].to_numpy()).astype(np.float64)
@@ -75,20 +78,23 @@ def find_issues(run_dir: str | Path, splits: tuple[str, ...] = ("validation", "t
     keep = np.array(present)
     sub_probs = probs[:, keep] / probs[:, keep].sum(axis=1, keepdims=True)
     remap = {c: i for i, c in enumerate(present)}
+    # n_jobs=1: cleanlab would fork a process pool from the dashboard's threaded server (torch loaded)
     ranked = find_label_issues(np.array([remap[g] for g in given]), sub_probs,
-                               return_indices_ranked_by="self_confidence")
+                               return_indices_ranked_by="self_confidence", n_jobs=1)
     rows = frame.iloc[ranked]
     suggested = probs[ranked].argmax(axis=1)
     out = pd.DataFrame({
         "split": rows["split"].to_numpy(),
-        "row": rows["row"].to_numpy() if "row" in rows else ranked + 1,
+        "row": rows["row"].to_numpy(),
         "text": rows["text"].to_numpy(),
         **({"text_pair": rows["text_pair"].to_numpy()} if "text_pair" in rows else {}),
         "given": rows["gold"].to_numpy(),
         "suggested": [names[i] for i in suggested],
         "given_probability": probs[ranked, given[ranked]],
         "suggested_probability": probs[ranked, suggested],
-        "decision": "relabel",
+        # nothing changes until a reviewer says so: the model's label written into a test split unread would
+        # inflate the next run's test score
+        "decision": "keep",
     })
     return out.reset_index(drop=True)
 
@@ -157,7 +163,7 @@ def corrected_copy(run_dir: str | Path, review: pd.DataFrame, split: str | None 
     if unknown:
         raise LabelIssueError(f"labels {unknown} are not labels of this run ({sorted(names)}): pick one of them")
     try:
-        frame, numbers = _read_with_rows(source, config.task)
+        frame, numbers, sep = _read_with_rows(source, config.task)
     except DataError as exc:
         raise LabelIssueError(f"the source {source} can't be read again: {exc}") from None
     label_column = (report.get("data") or {}).get("columns", {}).get("label") or "label"
@@ -167,31 +173,67 @@ def corrected_copy(run_dir: str | Path, review: pd.DataFrame, split: str | None 
     missing = sorted(int(r) for r in review["row"] if int(r) not in where)
     if missing:
         raise LabelIssueError(f"rows {missing[:10]} are not in {source}: was the file changed since the run?")
+    if "given" in review.columns:  # the file still says what the run read, row for row
+        changed = [int(r) for r, g in zip(review["row"], review["given"], strict=True)
+                   if _label_text(frame[label_column].iloc[where[int(r)]]) != _label_text(g)]
+        if changed:
+            raise LabelIssueError(f"rows {changed[:10]} of {source} no longer hold the label the run read: the file changed "
+                                  "since the run (or the review is another run's). Review this run's labels again.")
     out = frame.copy()
-    if len(relabel):
-        out[label_column] = out[label_column].astype(object)
+    column = out.columns.get_loc(label_column)
     for row, label in zip(relabel["row"], relabel["suggested"], strict=True):
-        out.iat[where[int(row)], out.columns.get_loc(label_column)] = label
+        out.iat[where[int(row)], column] = _like(label, out[label_column])
     dropped = {where[int(r)] for r in review.loc[review["decision"] == "drop", "row"]}
     out = out.drop(index=out.index[sorted(dropped)]).reset_index(drop=True)
-    data, name = _write_like(out, source)
+    try:
+        data, name = _write_like(out, source, sep)
+    except (ValueError, TypeError, OSError) as exc:  # pyarrow's type errors are ValueError/TypeError subclasses
+        raise LabelIssueError(f"the corrected copy of {source} can't be written: {exc}") from None
     return data, name, {"relabelled": len(relabel), "dropped": len(dropped), "rows": len(out)}
 
 
-def _read_with_rows(source: str, task: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """The source as read for training (its own columns) and the user's row number of each of its rows."""
+def _label_text(value: Any) -> str:
+    """A label cell as text, numbers without a trailing .0 (``2``, ``2.0`` and ``"2"`` are one label)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text[:-2] if text.endswith(".0") and text[:-2].lstrip("-").isdigit() else text
+
+
+def _like(label: str, column: pd.Series) -> Any:
+    """``label`` as the column's own type: a number in a column of numbers (a Parquet file keeps its schema)."""
+    try:
+        if pd.api.types.is_integer_dtype(column):
+            return int(float(label))
+        if pd.api.types.is_float_dtype(column):
+            return float(label)
+    except ValueError:
+        return label  # a word in a column of numbers: written as it is (a CSV takes it; Parquet refuses, and says so)
+    if pd.api.types.is_bool_dtype(column):
+        return label.strip().lower() in ("true", "1")
+    return label
+
+
+def _read_with_rows(source: str, task: str) -> tuple[pd.DataFrame, np.ndarray, str | None]:
+    """The source's own columns (CSV/TSV cells as written), the user's row number of each row, and its delimiter."""
     from core.data.bundle import _read_for_task
+    from core.data.formats import format_name
+    from core.data.readers import read_table_raw
     from core.data.samples import cached_sample
 
     if source.startswith("sample:"):
         frame = cached_sample(source.split(":", 1)[1])[0].copy()
-        return frame.drop(columns=["row"]), frame["row"].to_numpy()
+        return frame.drop(columns=["row"]), frame["row"].to_numpy(), ","
+    path = Path(source).expanduser()
+    if path.is_file() and format_name(path) in ("csv", "tsv"):
+        raw = read_table_raw(path, as_written=True)  # 01234 stays 01234, 1.50 stays 1.50
+        return raw.frame.copy(), raw.rows, raw.sep
     raw = _read_for_task(source, task, ())
-    return raw.frame.copy(), raw.rows
+    return raw.frame.copy(), raw.rows, None
 
 
-def _write_like(frame: pd.DataFrame, source: str) -> tuple[bytes, str]:
-    """``frame`` in the source's format (CSV/TSV unless a text would run as a formula: then JSONL)."""
+def _write_like(frame: pd.DataFrame, source: str, sep: str | None = None) -> tuple[bytes, str]:
+    """``frame`` in the source's format and delimiter (CSV/TSV unless a text would run as a formula: then JSONL)."""
     stem = Path(source.split(":", 1)[-1]).name.split(".")[0] or "data"
     suffix = "".join(Path(source).suffixes).lower() if not source.startswith("sample:") else ".csv"
     if suffix.endswith(".parquet"):
@@ -203,8 +245,8 @@ def _write_like(frame: pd.DataFrame, source: str) -> tuple[bytes, str]:
     risky = any(isinstance(v, str) and v.startswith(FORMULA_STARTS) for column in frame.columns for v in frame[column])
     if risky:
         return frame.to_json(orient="records", lines=True, force_ascii=False).encode(), f"{stem}-corrected.jsonl"
-    sep = "\t" if suffix.endswith(".tsv") else ","
-    return frame.to_csv(index=False, sep=sep).encode("utf-8"), f"{stem}-corrected{'.tsv' if sep == chr(9) else '.csv'}"
+    sep = sep or ("\t" if suffix.endswith(".tsv") else ",")
+    return frame.to_csv(index=False, sep=sep).encode("utf-8"), f"{stem}-corrected{'.tsv' if suffix.endswith('.tsv') else '.csv'}"
 
 
 def cross_validated(run_dir: str | Path, folds: int = 5, *, epochs: int | None = None) -> pd.DataFrame:
@@ -250,7 +292,9 @@ def cross_validated(run_dir: str | Path, folds: int = 5, *, epochs: int | None =
                 path = Path(tmp) / f"fold{i + 1}-{part}.jsonl"
                 train.iloc[index][columns].assign(position=index).to_json(path, orient="records", lines=True, force_ascii=False)
                 parts[part] = str(path)
-            data = DataConfig(source=parts["fit"], validation_source=parts["held"], test_split=0.0, text_column="text",
+            # the best checkpoint is chosen on a validation share of the fit part; the held fold is the test split
+            data = DataConfig(source=parts["fit"], test_source=parts["held"], validation_split=0.1, test_split=0.0,
+                              text_column="text",
                               text_pair_column="text_pair" if "text_pair" in columns else None, label_column="label",
                               seed=config.data.seed, empty_texts=config.data.empty_texts)
             fold_config = config.replace(name=f"{config.name}-fold{i + 1}", data=data, output_dir=str(Path(tmp) / "runs"),

@@ -6,6 +6,7 @@ through core.actions, which checks the user's role.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,14 @@ def calibration_section(run_path: Path, report: dict[str, Any], user: Any, root:
         st.caption("This run was made before validation predictions were kept, so no temperature was fitted.")
         if allowed(user, Action.DERIVE):
             if st.button("Fit a temperature (re-evaluates the saved model)", key="fit_temperature"):
-                with st.spinner("Re-evaluating…"):
-                    actions.save_analysis(user, run_path.name, root)
+                from core.calibration import CalibrationError
+
+                try:
+                    with st.spinner("Re-evaluating…"):
+                        actions.save_analysis(user, run_path.name, root)
+                except (CalibrationError, PermissionError) as exc:
+                    st.error(md_literal(exc), icon=":material/error:")
+                    return
                 st.cache_data.clear()
                 st.rerun()
         else:
@@ -108,7 +115,7 @@ def calibration_section(run_path: Path, report: dict[str, Any], user: Any, root:
 
 def label_issues_section(run_path: Path, run_id: str, report: dict[str, Any], user: Any, root: Path) -> None:
     from core import actions, runs
-    from core.label_issues import DECISIONS, LabelIssueError, corrected_copy, review_sources
+    from core.label_issues import DECISIONS, LabelIssueError, review_sources
 
     st.markdown("#### Likely label errors")
     kept = max(_mtime(run_path / name) for name in (runs.PREDICTIONS, runs.VALIDATION_PREDICTIONS, runs.TRAIN_PREDICTIONS))
@@ -127,8 +134,10 @@ def label_issues_section(run_path: Path, run_id: str, report: dict[str, Any], us
                "probabilities confidently dispute (confident learning, cleanlab), the least likely label first. Decide per "
                "row, then export a corrected copy of the data file: the original is never changed.")
     labels = list(report.get("labels") or [])
+    # keyed on the issues themselves: decisions stay with their rows, and a new list starts a new review
+    digest = hashlib.sha256(pd.util.hash_pandas_object(found[["split", "row", "given"]], index=False).values.tobytes())
     edited = st.data_editor(
-        found, hide_index=True, width="stretch", key=f"review-{run_id}", num_rows="fixed",
+        found, hide_index=True, width="stretch", key=f"review-{run_id}-{digest.hexdigest()[:12]}", num_rows="fixed",
         column_order=["split", "row", "given", "suggested", "decision", "given_probability", "suggested_probability", "text",
                       *(["text_pair"] if "text_pair" in found.columns else [])],
         disabled=[c for c in found.columns if c not in ("decision", "suggested")],
@@ -145,18 +154,35 @@ def label_issues_section(run_path: Path, run_id: str, report: dict[str, Any], us
     if len(set(sources.values())) > 1:
         split = st.radio("Rows of", list(sources), horizontal=True, key=f"review-split-{run_id}",
                          help="The validation or test split has its own file: export one file at a time.")
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Download the review (CSV)", to_csv_bytes(edited), file_name=f"{run_id}-label-review.csv",
+    st.download_button("Download the review (CSV)", to_csv_bytes(edited), file_name=f"{run_id}-label-review.csv",
                        mime="text/csv", icon=":material/download:", key="review_download")
-    try:
-        data, name, counts = corrected_copy(run_path, edited, split)
-    except LabelIssueError as exc:
-        st.error(md_literal(exc), icon=":material/error:")
+    if not allowed(user, Action.UPLOAD):  # the copy is the whole data file
+        st.info(refusal(user, Action.UPLOAD), icon=":material/lock:")
         return
-    c2.download_button("Download the corrected copy", data, file_name=name, icon=":material/download:", key="corrected_download",
-                       help=f"{md_literal(name)}: {counts['rows']:,} rows, {counts['relabelled']} relabelled, "
-                            f"{counts['dropped']} dropped, as the decisions above say.")
-    if allowed(user, Action.UPLOAD) and c3.button("Save the copy as a data file", key="corrected_save", icon=":material/save:",
+    changes = edited[edited["decision"] != "keep"]
+    if changes.empty:
+        st.caption("Every row is kept as it is: set a decision to relabel or drop to make a corrected copy.")
+        return
+    wanted = (run_id, split, hashlib.sha256(changes[["split", "row", "decision", "suggested"]].to_csv().encode()).hexdigest())
+    made = st.session_state.get("corrected_copy")
+    if made is None or made[0] != wanted:
+        if st.button(f"Make the corrected copy ({len(changes)} change{'s' if len(changes) > 1 else ''})", key="corrected_make",
+                     icon=":material/edit_document:", help="A copy of the data file with these decisions; yours is untouched."):
+            try:
+                with st.spinner("Writing the copy…"):
+                    st.session_state["corrected_copy"] = (wanted, *actions.corrected_copy(user, root, run_id, edited, split))
+            except (LabelIssueError, PermissionError) as exc:
+                st.error(md_literal(exc), icon=":material/error:")
+                return
+            st.rerun()  # drawn again with the copy in place of the button
+        else:
+            return
+    _, data, name, counts = made
+    st.caption(f"{md_literal(name)}: {counts['rows']:,} rows, {counts['relabelled']} relabelled, {counts['dropped']} dropped.")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the corrected copy", data, file_name=name, icon=":material/download:",
+                       key="corrected_download")
+    if c2.button("Save the copy as a data file", key="corrected_save", icon=":material/save:",
                  help="Saved with your uploads: pick it on the Data page to train on the corrected labels."):
         path, counts = actions.save_corrected_copy(user, root, run_id, edited, split)
         st.success(f"Saved {md_literal(path.name)} ({counts['rows']:,} rows) with your uploads: choose it on the Data page.",

@@ -17,15 +17,23 @@ MAX_EXPLAINED = 5  # examples explained at once in a table (each takes ~0.1–1 
 
 
 @st.cache_resource(show_spinner="Loading the model for explanations…", max_entries=2)
-def explainer(run_path: str, mtime: float) -> Any:  # core.explain.Explainer, imported lazily (torch)
-    from core.explain import explainer_for_run
+def explainer(run_path: str, mtime: float) -> Any:  # core.explain.Explainer, or the reason there is none
+    from core.explain import ExplainError, explainer_for_run
+    from core.models import ModelError
 
-    return explainer_for_run(run_path)
+    try:
+        return explainer_for_run(run_path)
+    except (ExplainError, ModelError) as exc:  # kept, so a run that can't be explained isn't loaded at every rerun
+        return str(exc)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _explain(run_path: str, mtime: float, text: str, pair: str | None, target: str | None) -> list[dict[str, Any]]:
+    from core.explain import ExplainError
+
     ex = explainer(run_path, mtime)
+    if isinstance(ex, str):
+        raise ExplainError(ex)
     if ex.predictor.task == "token":
         return [e.as_dict() for e in ex.explain_entities(text.split())]
     return [ex.explain(text, pair, target).as_dict()]
@@ -68,19 +76,28 @@ def show(run_path: Path, text: str, pair: str | None = None, target: str | None 
                        + (f" Explained through {md_literal(e['through'])}." if e.get("through") else ""))
 
 
-def show_rows(run_path: Path, rows: Any, selection: Any, *, text_column: str = "text", target_column: str | None = None) -> None:
-    """Explanations of the table rows the user selected (the first ones when none is)."""
-    picked = list(getattr(getattr(selection, "selection", None), "rows", None) or [])
-    if not picked:  # one explanation per click on the page: a cell or the errors tab must not wait on five
-        st.caption(f"Select rows in the table (up to {MAX_EXPLAINED}) to see why the model said what it did; "
-                   "the first is explained below.")
-        picked = [0] if len(rows) else []
+def show_rows(run_path: Path, rows: Any, selection: Any, *, text_column: str = "text", target_column: str | None = None,
+              first_by_default: bool = True) -> None:
+    """Explanations of the table rows the user selected (with none: the first row, or nothing)."""
+    picked = [i for i in (getattr(getattr(selection, "selection", None), "rows", None) or []) if 0 <= i < len(rows)]
+    if not picked:  # at most one explanation per click on the page: a cell must not wait on five
+        st.caption(f"Select rows in the table (up to {MAX_EXPLAINED}) to see why the model said what it did"
+                   + ("; the first is explained below." if first_by_default else "."))
+        picked = [0] if len(rows) and first_by_default else []
     elif len(picked) > MAX_EXPLAINED:
         st.caption(f"The first {MAX_EXPLAINED} of the {len(picked)} selected rows are explained.")
     for position in picked[:MAX_EXPLAINED]:
         row = rows.iloc[position]
-        target = str(row[target_column]) if target_column else None
+        target = _one_label(row[target_column]) if target_column else None
         pair = str(row["text_pair"]) if "text_pair" in rows.columns else None
         label = f"row {int(row['row'])}" if "row" in rows.columns else f"example {position + 1}"
         st.markdown(f"**{label}**" + (f" · why **{md_literal(target)}**" if target else ""))
         show(run_path, str(row[text_column]), pair, target, caption=position == picked[0])
+
+
+def _one_label(value: Any) -> str | None:
+    """The label to explain: a multi-label row's first predicted label (None, the top one, when it has none)."""
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        labels = list(value.tolist() if hasattr(value, "tolist") else value)
+        return str(labels[0]) if labels else None
+    return str(value)

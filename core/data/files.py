@@ -39,6 +39,7 @@ class Raw:
     warnings: list[str] = field(default_factory=list)
     files: list[str] | None = None  # per row, for folders of text files
     headerless: bool = False  # a CSV/TSV whose first row was data, not column names
+    sep: str | None = None  # a CSV/TSV's delimiter
 
 
 def where(raw: Raw, positions: list[int] | np.ndarray) -> str:

@@ -46,9 +46,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def read_table_raw(path: Path, expect: tuple[str, ...] = ()) -> Raw:
+def read_table_raw(path: Path, expect: tuple[str, ...] = (), *, as_written: bool = False) -> Raw:
     """:func:`read_table` with the rows as the user counts them. ``expect``: column names the
-    config asks for (a header that holds one is trusted as a header)."""
+    config asks for (a header that holds one is trusted as a header). ``as_written``: CSV/TSV cells as
+    the text they are (``01234`` stays ``01234``, an empty cell ``""``), for a copy that changes only what
+    it means to (core.label_issues.corrected_copy)."""
     check_exists(path)
     if path.is_dir():
         raise DataError(
@@ -74,7 +76,8 @@ def read_table_raw(path: Path, expect: tuple[str, ...] = ()) -> Raw:
         text, encoding = decode(data, name)
         warnings += encoding_warning(name, encoding)
         if fmt in ("csv", "tsv"):
-            frame, rows, note = _parse_delimited(text, "\t" if fmt == "tsv" else _sniff_sep(text), name, expect)
+            sep = "\t" if fmt == "tsv" else _sniff_sep(text)
+            frame, rows, note = _parse_delimited(text, sep, name, expect, as_written)
             warnings += note
         elif fmt == "json":
             frame, rows, fmt = _parse_json(text, name)
@@ -90,7 +93,8 @@ def read_table_raw(path: Path, expect: tuple[str, ...] = ()) -> Raw:
         raise empty_file(path)
     headerless = fmt in ("csv", "tsv") and int(rows[0]) == 1
     return Raw(
-        frame.reset_index(drop=True), np.asarray(rows, dtype=np.int64), name, fmt, warnings, headerless=headerless
+        frame.reset_index(drop=True), np.asarray(rows, dtype=np.int64), name, fmt, warnings, headerless=headerless,
+        sep=sep if fmt in ("csv", "tsv") else None,
     )
 
 
@@ -236,8 +240,11 @@ def _header_looks_like_data(columns: list[Any], expect: tuple[str, ...]) -> bool
     return any(len(name.split()) >= 5 or len(name) > 60 for name in names)
 
 
-def _parse_delimited(text: str, sep: str, name: str, expect: tuple[str, ...]) -> tuple[pd.DataFrame, Any, list]:
+def _parse_delimited(text: str, sep: str, name: str, expect: tuple[str, ...],
+                     as_written: bool = False) -> tuple[pd.DataFrame, Any, list]:
     def parse(header: int | None) -> pd.DataFrame:
+        if as_written:
+            return pd.read_csv(io.StringIO(text), sep=sep, header=header, dtype=str, keep_default_na=False)
         return pd.read_csv(io.StringIO(text), sep=sep, header=header, keep_default_na=False, na_values=[""])
 
     try:

@@ -182,7 +182,8 @@ def test_the_whole_walk(app_server, page, browser, shots, tmp_path, viewport, re
 
     # --- error analysis: slices by length, confidence and the file's own critic column ------------------
     page.get_by_role("tab", name="Error analysis").click()
-    page.get_by_text("Where the model fails").wait_for()
+    page.get_by_text("Analyse this run's errors").click()
+    page.get_by_text("Where the model fails").wait_for(timeout=60_000)
     page.get_by_text("Likely label errors").wait_for(timeout=60_000)
     titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
     assert {"Accuracy by text length", "Accuracy by confidence", "Accuracy by critic"} <= set(titles), titles

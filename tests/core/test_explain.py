@@ -146,8 +146,10 @@ def test_a_corrected_copy_relabels_and_drops_leaves_the_original_and_trains(flaw
     assert name == "news_with_sources-corrected.csv" and counts == {"relabelled": 4, "dropped": 1, "rows": 599}
     copy = tmp_path / name
     copy.write_bytes(data)
-    original, fixed = pd.read_csv(source), pd.read_csv(copy)
+    original, fixed = pd.read_csv(source, dtype=str), pd.read_csv(copy, dtype=str)
     assert list(fixed.columns) == list(original.columns)
+    kept = original.drop(index=[int(r) - 2 for r in review.loc[review["decision"] == "drop", "row"]])
+    assert fixed["code"].tolist() == kept["code"].tolist() and fixed["code"].str.startswith("0").any()  # as written
     for _, row in review.iterrows():
         at = int(row["row"]) - 2  # CSV row numbers: the header is row 1
         if row["decision"] == "relabel":
@@ -165,6 +167,8 @@ def test_a_corrected_copy_relabels_and_drops_leaves_the_original_and_trains(flaw
         corrected_copy(run_dir, review.assign(decision="maybe"))
     with pytest.raises(LabelIssueError, match="not in"):
         corrected_copy(run_dir, review.assign(row=99999))
+    with pytest.raises(LabelIssueError, match="no longer hold the label the run read"):
+        corrected_copy(run_dir, review.assign(given=[n for n in review["suggested"]]))
 
 
 def test_temperature_scaling_is_fitted_on_validation_and_lowers_the_test_ece(flawed):
@@ -254,3 +258,21 @@ def test_a_model_without_gradients_is_refused_by_the_explainer():
 
     with pytest.raises(ExplainError, match="no gradients"):
         Explainer(NoGradients())
+
+
+def test_a_run_evaluated_on_validation_is_calibrated_on_it(tmp_path):
+    # no test split: the evaluated split is the validation split, in predictions.parquet
+    from core.recipe import write_parquet
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 200)
+    confident = np.where(rng.random(200) < 0.7, gold, 1 - gold)  # 70% right, each said with 0.99
+    probabilities = [[0.99, 0.01] if c == 0 else [0.01, 0.99] for c in confident]
+    write_parquet(pd.DataFrame({"row": np.arange(2, 202), "text": ["t"] * 200, "gold": ["ab"[g] for g in gold],
+                                "predicted": ["ab"[c] for c in confident], "probabilities": probabilities}),
+                  tmp_path / runs.PREDICTIONS)
+    runs.atomic_write_json(tmp_path / runs.REPORT, {"task": "single_label", "labels": ["a", "b"], "eval_split": "validation"})
+    fitted = calibrate(tmp_path, save=False)
+    assert fitted["evaluated_on"] == "validation" and fitted["temperature"] > 1.5  # over-confident: softened
+    assert fitted["after"]["ece"] < fitted["before"]["ece"]
+    assert set(find_issues(tmp_path)["decision"]) <= {"keep"}  # nothing changes until a reviewer says so
