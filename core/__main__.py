@@ -367,6 +367,26 @@ def cmd_correct(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.sweep import load_space, run_sweep
+
+    base = load_config(args.config, args.set)
+    if args.root:
+        base = base.replace(output_dir=args.root)
+    space = load_space(args.space)
+    result = run_sweep(base, space, args.trials, name=args.name, storage=args.storage, seed=args.seed,
+                       pruner=args.pruner, resume=args.resume)
+    print(f"sweep {result.name} ({result.storage}): {result.direction} validation {result.metric}")
+    for t in result.trials:
+        value = f"{t['value']:.4f}" if t["value"] is not None else "-"
+        print(f"  #{t['number']:<3} {t['state']:<9} {value:>8}  {t['run_id'] or ''}  {t['params']}")
+    if result.best:
+        print(f"best: trial {result.best['number']} ({result.best['run_id']}), validation {result.metric} "
+              f"{result.best['value']:.4f}, {result.best['params']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from core.serve import serve
 
@@ -615,6 +635,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_derive)
 
+    p = sub.add_parser("sweep", help="a hyper-parameter search on Optuna: each trial a run, pruned from its evaluations")
+    p.add_argument("--config", required=True, help="the base run config (YAML/JSON)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+    p.add_argument("--space", required=True, help="the search space YAML (section.field: {low, high, log} or [choices])")
+    p.add_argument("--trials", type=int, required=True, help="trials in all (with --resume: the total, finished ones kept)")
+    p.add_argument("--name", help="the sweep's name (default: <config name>-sweep)")
+    p.add_argument("--storage", help="an RDB URL for workers on several machines (default: a journal file under the "
+                   "runs root)")
+    p.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed")
+    p.add_argument("--pruner", default="median", choices=("median", "halving", "none"))
+    p.add_argument("--resume", action="store_true", help="continue the sweep of that name")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("serve", help="an HTTP API for a run's model: POST /predict, GET /health, docs at /docs")
     p.add_argument("run", help="run directory or id (a derived run too)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (another than loopback needs "
@@ -689,11 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     from core.models import ModelError
     from core.serve import ServeRefused
     from core.strategies import StrategyError
+    from core.sweep import SweepError
 
     try:
         return args.func(args)
     except (ConfigError, DataError, ModelError, StrategyError, CompressionError, DerivedRunError, ServeRefused,
-            ExplainError, CalibrationError, LabelIssueError, ExplainCliError) as exc:
+            ExplainError, CalibrationError, LabelIssueError, ExplainCliError, SweepError) as exc:
         _print_error(str(exc))
         return 2
     except KeyboardInterrupt:

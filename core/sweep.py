@@ -1,0 +1,270 @@
+"""Hyper-parameter sweeps on Optuna: every trial a normal Tuneboard run, pruned from the loop's evaluations.
+
+``python -m core sweep --config base.yaml --space space.yaml --trials N [--storage URL] [--resume NAME]``
+
+The search space is a small YAML (or dict) keyed by config field, ``section.field``::
+
+    train.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}
+    train.epochs: {low: 1, high: 3}            # whole numbers: an integer range
+    strategy.kind: [full, lora, freeze]         # a list: categorical
+    strategy.lora_r: [4, 8, 16]                 # a strategy's own option: suggested only when that kind is drawn
+
+Every key must be a field of the run config; a range outside the field's own bounds (its metadata, the same the
+forms use), or a value its choices don't allow, is refused naming the field. The objective is the run's best
+*validation* value of ``train.metric_for_best`` (the test split is never looked at). Each evaluation reports to
+the trial; Optuna's pruner (median by default, or successive halving) stops a trial that falls behind, and the
+trial ends as Optuna's PRUNED with its run cancelled at that step (its status says why).
+
+Storage: Optuna's journal file under ``<runs root>/sweeps/<name>/journal.log`` by default (SQLite locks under
+parallel workers, optuna#820), or any RDB URL (PostgreSQL, MySQL). ``--resume NAME`` continues a sweep: finished
+trials are kept, a trial that was running when the sweep died is marked failed and its budget run again.
+
+This slice runs trials in the calling process, one after another; trials through the job queue and several
+workers are issue #16's next slices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import SECTIONS, ConfigError, RunConfig, field_specs, from_dict
+
+SWEEPS_DIR = "sweeps"
+PRUNERS = ("median", "halving", "none")
+
+
+class SweepError(ValueError):
+    """A search space or sweep setting that can't be used (the field, what is wrong, how to fix it)."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched field: a float or int range (``log`` for a log scale) or a list of choices."""
+
+    key: str  # section.field
+    kind: str  # float | int | categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    strategies: tuple[str, ...] = ()  # a strategy option: searched only when strategy.kind is one of these
+
+
+def _spec(key: str) -> dict[str, Any]:
+    section, _, name = key.partition(".")
+    if section not in SECTIONS or not name:
+        raise SweepError(f"{key!r} is not a config field: write section.field with a section of "
+                         f"{', '.join(SECTIONS)} (e.g. train.learning_rate)")
+    specs = {s["name"]: s for s in field_specs(SECTIONS[section])}
+    if name not in specs:
+        close = sorted(specs, key=lambda n: _distance(n, name))[:3]
+        raise SweepError(f"{key!r} is not a field of {section}; did you mean {', '.join(f'{section}.{c}' for c in close)}?")
+    return specs[name]
+
+
+def _distance(a: str, b: str) -> int:
+    return sum(x != y for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
+
+
+def parse_space(raw: dict[str, Any]) -> list[Dimension]:
+    """The search space as dimensions, every range and choice checked against the field's own metadata.
+
+    Raises:
+        SweepError: an unknown field, a malformed range, a bound outside the field's, a choice it doesn't allow.
+    """
+    if not isinstance(raw, dict) or not raw:
+        raise SweepError("the search space is empty: give at least one field, e.g. "
+                         "train.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}")
+    out = []
+    for key, value in raw.items():
+        spec = _spec(str(key))
+        strategies = tuple(spec.get("strategies") or ())
+        if isinstance(value, list):
+            if not value:
+                raise SweepError(f"{key}: the list of choices is empty")
+            for choice in value:
+                if "choices" in spec and choice not in spec["choices"]:
+                    raise SweepError(f"{key}: {choice!r} is not one of {', '.join(map(str, spec['choices']))}")
+                _in_bounds(key, spec, choice)
+            out.append(Dimension(str(key), "categorical", choices=tuple(value), strategies=strategies))
+            continue
+        if not isinstance(value, dict) or not {"low", "high"} <= set(value) or set(value) - {"low", "high", "log"}:
+            raise SweepError(f"{key}: write a range as {{low: A, high: B}} (log: true for a log scale) or a list of choices")
+        low, high, log = value["low"], value["high"], bool(value.get("log", False))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+            raise SweepError(f"{key}: low and high must be numbers with low < high; got {low!r}, {high!r}")
+        if log and low <= 0:
+            raise SweepError(f"{key}: a log scale needs low > 0; got {low}")
+        whole = "int" in str(spec["type"]) and "float" not in str(spec["type"])
+        if "float" not in str(spec["type"]) and not whole:
+            raise SweepError(f"{key} is not a number field ({spec['type']}): list its values instead")
+        if whole and not (float(low).is_integer() and float(high).is_integer()):
+            raise SweepError(f"{key} takes whole numbers: give whole low and high")
+        _in_bounds(key, spec, low), _in_bounds(key, spec, high)
+        out.append(Dimension(str(key), "int" if whole else "float", float(low), float(high), log, strategies=strategies))
+    return out
+
+
+def _in_bounds(key: str, spec: dict[str, Any], value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if "min" in spec and value < spec["min"]:
+        raise SweepError(f"{key}: {value} is below the field's minimum {spec['min']}")
+    if "max" in spec and value > spec["max"]:
+        raise SweepError(f"{key}: {value} is above the field's maximum {spec['max']}")
+    if spec.get("exclusive_min") is not None and value <= spec["exclusive_min"]:
+        raise SweepError(f"{key}: {value} must be greater than {spec['exclusive_min']}")
+
+
+def suggest(trial: Any, space: list[Dimension]) -> dict[str, Any]:
+    """One trial's values: the strategy first, then only the options that apply to the strategy drawn."""
+    values: dict[str, Any] = {}
+    ordered = sorted(space, key=lambda d: d.key != "strategy.kind")
+    for dim in ordered:
+        kind = values.get("strategy.kind")
+        if dim.strategies and kind is not None and kind not in dim.strategies:
+            continue  # e.g. strategy.lora_r when full was drawn
+        if dim.kind == "categorical":
+            values[dim.key] = trial.suggest_categorical(dim.key, list(dim.choices))
+        elif dim.kind == "int":
+            values[dim.key] = trial.suggest_int(dim.key, int(dim.low), int(dim.high), log=dim.log)
+        else:
+            values[dim.key] = trial.suggest_float(dim.key, dim.low, dim.high, log=dim.log)
+    return values
+
+
+def apply(base: RunConfig, values: dict[str, Any], name: str) -> RunConfig:
+    """``base`` with the trial's values, validated as any config is."""
+    raw = base.to_dict()
+    for key, value in values.items():
+        section, _, field_name = key.partition(".")
+        raw[section][field_name] = value
+    raw["name"] = name
+    try:
+        return from_dict(raw)
+    except ConfigError as exc:
+        raise SweepError(f"the trial's settings {values} make an invalid config: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    name: str
+    storage: str
+    metric: str
+    direction: str
+    trials: list[dict[str, Any]]
+    best: dict[str, Any] | None
+
+
+def _storage(root: Path, name: str, url: str | None) -> tuple[Any, str]:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if url:
+        return url, url
+    folder = root / SWEEPS_DIR / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "journal.log"
+    return JournalStorage(JournalFileBackend(str(path))), str(path)
+
+
+def _pruner(name: str) -> Any:
+    import optuna
+
+    if name not in PRUNERS:
+        raise SweepError(f"pruner {name!r} is not one of {', '.join(PRUNERS)}")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str | None = None, storage: str | None = None,
+              seed: int = 0, pruner: str = "median", resume: bool = False, echo: Any = None,
+              enqueue: list[dict[str, Any]] | None = None) -> SweepResult:
+    """Run ``trials`` trials (more on ``resume``: up to ``trials`` finished or pruned in all) of the sweep ``name``.
+
+    ``enqueue``: settings to try first, as ``{section.field: value}`` (the defaults, a known good run).
+
+    Raises:
+        SweepError: no trials, an unknown pruner, a sweep name that exists (without ``resume``) or doesn't (with it).
+    """
+    import optuna
+
+    from core import runs
+    from core.metrics import greater_is_better, resolve_metric_for_best
+    from core.recipe import run_training
+
+    if trials < 1:
+        raise SweepError(f"--trials must be at least 1; got {trials}")
+    root = Path(base.runs_root)
+    name = name or f"{base.name}-sweep"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store, where = _storage(root, name, storage)
+    metric = resolve_metric_for_best(base.task, base.train.metric_for_best)
+    direction = "maximize" if greater_is_better(metric) else "minimize"
+    exists = name in {s.study_name for s in optuna.get_all_study_summaries(store)}
+    if exists and not resume:
+        raise SweepError(f"a sweep named {name!r} exists ({where}): add --resume to continue it, or pick another --name")
+    if resume and not exists:
+        raise SweepError(f"there is no sweep {name!r} in {where} to resume")
+    study = optuna.create_study(study_name=name, storage=store, direction=direction, load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(pruner))
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the sweep died during it
+        study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+    for values in enqueue or []:
+        study.enqueue_trial(values, skip_if_exists=True)
+
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, space)
+        config = apply(base, values, f"{name}-t{trial.number}")
+        run_dir = runs.create_run_dir(root, config.name, config.to_dict())
+        trial.set_user_attr("run_id", run_dir.name)
+        pruned: dict[str, Any] = {}
+
+        def watch(event: dict[str, Any]) -> None:
+            if echo is not None:
+                echo(event)
+            if event.get("type") == "eval" and not pruned:
+                value = (event.get("metrics") or {}).get(metric)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    trial.report(float(value), int(event["step"]))
+                    if trial.should_prune():
+                        pruned["at"] = int(event["step"])
+
+        outcome = run_training(config, run_dir, echo=watch, should_stop=lambda: bool(pruned))
+        if pruned:
+            runs.write_status(run_dir, pruned=True, error=f"pruned by sweep {name} at step {pruned['at']}: its validation "
+                                                            f"{metric} fell behind the earlier trials' at that step")
+            raise optuna.TrialPruned()
+        if outcome.state != "completed":
+            raise SweepError(f"trial {trial.number} ({run_dir.name}) ended {outcome.state}")
+        return float(outcome.report["best_metric"]["value"])
+
+    if trials > done:
+        study.optimize(objective, n_trials=trials - done, catch=(SweepError,))
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": dict(t.params),
+                     "run_id": t.user_attrs.get("run_id")})
+    finished = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    best = (max if direction == "maximize" else min)(finished, key=lambda r: r["value"]) if finished else None
+    return SweepResult(name, where, metric, direction, rows, best)
+
+
+def load_space(path: str | Path) -> list[Dimension]:
+    """A search-space YAML file, parsed and checked (:func:`parse_space`)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SweepError(f"can't read the search space {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SweepError(f"{path} is not valid YAML: {exc}") from None
+    return parse_space(raw)
