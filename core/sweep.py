@@ -17,7 +17,7 @@ trial ends as Optuna's PRUNED with its run cancelled at that step (its status sa
 
 Storage: Optuna's journal file under ``<runs root>/sweeps/<name>/journal.log`` by default (SQLite locks under
 parallel workers, optuna#820), or any RDB URL (PostgreSQL, MySQL). ``--resume NAME`` continues a sweep: finished
-trials are kept, a trial that was running when the sweep died is marked failed and its budget run again.
+trials are kept, a trial that was running when the sweep died is marked failed and its settings run again first.
 
 This slice runs trials in the calling process, one after another; trials through the job queue and several
 workers are issue #16's next slices.
@@ -216,6 +216,8 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
                                 sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(pruner))
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the sweep died during it
         study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+        if stale.params:
+            study.enqueue_trial(dict(stale.params))  # run again with the same settings, first
     done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
     for values in enqueue or []:
         study.enqueue_trial(values, skip_if_exists=True)

@@ -70,3 +70,20 @@ def test_trials_are_runs_a_hopeless_one_is_pruned_and_the_sweep_resumes(tmp_path
     assert len(resumed.trials) == 4 and resumed.trials[3]["state"] in ("complete", "pruned")
     with pytest.raises(SweepError, match="no sweep"):
         run_sweep(config, space, 2, name="other", resume=True)
+
+
+def test_a_trial_interrupted_by_a_dead_sweep_is_run_again_with_its_settings(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    folder = tmp_path / "sweeps" / "cut"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(study_name="cut", direction="minimize",
+                                storage=JournalStorage(JournalFileBackend(str(folder / "journal.log"))))
+    cut = study.ask()  # the sweep process died while this trial trained
+    cut.suggest_float("train.learning_rate", 1e-5, 1e-3, log=True)
+    rate = cut.params["train.learning_rate"]
+    space = parse_space({"train.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}})
+    resumed = run_sweep(base(tmp_path), space, 1, name="cut", resume=True)
+    assert [t["state"] for t in resumed.trials] == ["fail", "complete"]
+    assert resumed.trials[1]["params"] == {"train.learning_rate": rate}
