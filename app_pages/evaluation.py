@@ -253,11 +253,6 @@ def predictor(path: str, mtime: float):  # noqa: ANN201 - core.inference.Predict
     return run_predictor(path)  # the run's own threshold and max length
 
 
-def model_mtime() -> float:
-    weights = [p.stat().st_mtime for p in model_dir.glob("*.safetensors")]
-    return max(weights, default=0.0)
-
-
 with tabs[4]:
     if not (model_dir / "config.json").exists():
         st.warning(f"Run {run_id} has no saved model (its model/ folder is missing).")
@@ -266,7 +261,7 @@ with tabs[4]:
                             placeholder="Type a sentence to classify…" if task != "token" else "Type a sentence to tag…")
         second = st.text_area("Second text", placeholder="The text it is paired with…") if pair_task else None
         if st.button("Predict", type="primary", disabled=not text.strip() or (pair_task and not (second or "").strip())):
-            p = predictor(str(run.path), model_mtime())
+            p = predictor(str(run.path), explain_view.model_mtime(run.path))
             if task == "token":
                 words = text.split()
                 tags = p.predict_tokens([words])[0]
@@ -331,7 +326,7 @@ with tabs[5]:
             try:
                 with st.spinner("Predicting…"):
                     out = predict_table(run.path, saved, text_column=text_column, text_pair_column=pair_column,
-                                        predictor=predictor(str(run.path), model_mtime()))
+                                        predictor=predictor(str(run.path), explain_view.model_mtime(run.path)))
             except DataError as exc:
                 st.error(replace_upload_paths(str(exc), root), icon=":material/error:")
             else:

@@ -224,9 +224,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     run_dir = _run_dir(args)
     if bool(args.text) == bool(args.data):
-        raise ExplainCliError("give --text \"...\" (one text) or --data FILE --out FILE.jsonl (every row of a file)")
+        raise CliError("give --text \"...\" (one text) or --data FILE --out FILE.jsonl (every row of a file)")
     if args.data and not args.out:
-        raise ExplainCliError("--data needs --out FILE.jsonl: where to write one line of attributions per row")
+        raise CliError("--data needs --out FILE.jsonl: where to write one line of attributions per row")
     if args.data:
         _check_output(args.out, [Path(args.data).expanduser().resolve(), *_run_sources(run_dir)])
     explainer = explainer_for_run(run_dir, steps=args.steps, max_steps=args.max_steps)
@@ -251,8 +251,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-class ExplainCliError(ValueError):
-    """Arguments of ``core explain`` / ``analyze`` / ``correct`` that don't fit together."""
+class CliError(ValueError):
+    """Command-line arguments that don't fit together, or an output that would overwrite a data file."""
 
 
 def _run_sources(run_dir: Path) -> list[Path]:
@@ -268,10 +268,10 @@ def _check_output(out: str, protected: list[Path], *, force: bool = True) -> Pat
     """``out`` as a path, unless it is one of the ``protected`` files (or exists, without ``force``)."""
     path = Path(out).expanduser()
     if path.resolve() in protected:
-        raise ExplainCliError(f"{out} is a data file this command reads: write to another file (nothing you made is "
+        raise CliError(f"{out} is a data file this command reads: write to another file (nothing you made is "
                               "overwritten)")
     if path.exists() and not force:
-        raise ExplainCliError(f"{out} exists: pick another --out, or add --force to replace it")
+        raise CliError(f"{out} exists: pick another --out, or add --force to replace it")
     return path
 
 
@@ -727,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DataError, ModelError, StrategyError, CompressionError, DerivedRunError, ServeRefused,
-            ExplainError, CalibrationError, LabelIssueError, ExplainCliError, SweepError) as exc:
+            ExplainError, CalibrationError, LabelIssueError, CliError, SweepError) as exc:
         _print_error(str(exc))
         return 2
     except KeyboardInterrupt:

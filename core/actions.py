@@ -180,7 +180,7 @@ def save_analysis(user: User, run_id: str, root: str | Path) -> dict[str, Any]:
         CalibrationError: the predictions are saved, but no temperature applies (the reason).
     """
     from core.access import AccessDenied, Role
-    from core.calibration import calibrate, for_report
+    from core.calibration import calibrate, summary
     from core.evaluate import evaluate_splits
 
     check(user, Action.DERIVE)
@@ -191,9 +191,10 @@ def save_analysis(user: User, run_id: str, root: str | Path) -> dict[str, Any]:
     audit.record(root, user.name, "save analysis", run_id)
     evaluate_splits(run_dir)
     report = runs.read_json(run_dir / runs.REPORT) or {}
-    report["temperature_scaling"] = for_report(run_dir, report)
+    fitted = calibrate(run_dir, report)  # CalibrationError: why there is no temperature, for the page to say
+    report["temperature_scaling"] = summary(fitted)
     runs.atomic_write_json(run_dir / runs.REPORT, report)
-    return calibrate(run_dir, report, save=False)  # CalibrationError: why there is no temperature, for the page to say
+    return fitted
 
 
 def corrected_copy(user: User, root: str | Path, run_id: str, review: Any, split: str | None = None) -> tuple[bytes, str, dict[str, int]]:

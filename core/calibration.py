@@ -128,8 +128,12 @@ def for_report(run_dir: Path, report: dict[str, Any]) -> dict[str, Any] | None:
     if report.get("task") not in TASKS:
         return None
     try:
-        fitted = calibrate(run_dir, report)
+        return summary(calibrate(run_dir, report))
     except CalibrationError:
         return None
+
+
+def summary(fitted: dict[str, Any]) -> dict[str, Any]:
+    """The report.json block of a fit (:func:`calibrate`'s result): temperature, ECE before and after."""
     return {"temperature": fitted["temperature"], "ece_before": fitted["before"]["ece"], "ece_after": fitted["after"]["ece"],
             "evaluated_on": fitted["evaluated_on"]}

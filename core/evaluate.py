@@ -118,7 +118,7 @@ def evaluate_splits(run_dir: str | Path, predictor: Predictor | None = None, bun
         texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
         threshold = config.train.multi_label_threshold
         out[split] = build_report(task, names, gold, scores, threshold=threshold, texts=texts)
-        save_predictions(run_dir, split, split == eval_split, frame, task, names, gold, scores, threshold)
+        save_predictions(run_dir, split, split == eval_split, frame, task, names, gold, scores, threshold, texts)
     return out
 
 

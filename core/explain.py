@@ -328,14 +328,15 @@ def explainer_for_run(run_dir: str | Path, **options: Any) -> Explainer:
                              **options)
         if has_gradients(predictor.model):
             return Explainer(predictor, through=through, **options)
-        parents = ((runs.read_json(run_dir / runs.REPORT) or {}).get("derived") or {}).get("parents") or []
+        derived = (runs.read_json(run_dir / runs.REPORT) or {}).get("derived") or {}
+        parents = derived.get("parents") or []
         parent = runs.find_run(run_dir.parent, parents[0]) if parents else None
         if parent is None or parent in seen:
             raise ExplainError(f"run {run_dir.name}'s model has no gradients (int8/ONNX) and its fp32 parent "
                                f"{parents[0] if parents else '(unknown)'} is not in {run_dir.parent}")
         seen.add(parent)
-        method = ((runs.read_json(run_dir / runs.REPORT) or {}).get("derived") or {}).get("method", "compressed")
-        through = through or f"run {parent.name}, the fp32 parent of this {method} variant (which has no gradients)"
+        through = through or (f"run {parent.name}, the fp32 parent of this {derived.get('method', 'compressed')} variant "
+                              "(which has no gradients)")
         run_dir = parent
 
 

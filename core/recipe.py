@@ -264,7 +264,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         reports[split] = build_report(task, names, gold, scores, threshold=config.train.multi_label_threshold, texts=texts)
         reports[split]["metrics"]["loss"] = preds.loss
         save_predictions(run_dir, split, split == eval_split, frame, task, names, gold, scores,
-                         config.train.multi_label_threshold)
+                         config.train.multi_label_threshold, texts)
     eval_seconds = time.monotonic() - t_eval
     if first_token_only:
         restore_top_layer(model)
@@ -312,8 +312,10 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
 
 
 def save_predictions(run_dir: Path, split: str, evaluated: bool, frame: pd.DataFrame, task: str, names: tuple[str, ...],
-                     gold: Any, scores: Any, threshold: float) -> None:
+                     gold: Any, scores: Any, threshold: float, texts: list[str]) -> None:
     """One split's predictions, one row per example, with the example's row number and the file's extra columns.
+
+    ``texts``: the examples' texts as the report has them (an NER sentence's words joined by spaces).
 
     The evaluated split goes to ``predictions.parquet`` (the Evaluation page's drill-down, slices); the
     validation split, when it isn't the evaluated one, to ``predictions-validation.parquet`` (temperature
@@ -321,7 +323,6 @@ def save_predictions(run_dir: Path, split: str, evaluated: bool, frame: pd.DataF
     """
     from core.data.canonical import EXTRA_PREFIX
 
-    texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
     pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame.columns else None
     table = predictions_frame(task, names, gold, scores, texts=texts, text_pairs=pairs, threshold=threshold)
     if "row" in frame.columns:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core import runs
 from core.data.canonical import EXTRA_PREFIX
 
 MAX_GROUPS = 20
@@ -204,17 +206,13 @@ def token_counts(tokenizer: Any, predictions: pd.DataFrame) -> list[int]:
     return [len(ids) for ids in enc["input_ids"]]
 
 
-def run_slices(run_dir: Any) -> list[Slicing]:
+def run_slices(run_dir: str | Path) -> list[Slicing]:
     """The slicings of a run's evaluated split, token counts by the run's own tokenizer.
 
     Raises:
         FileNotFoundError: the run has no readable predictions.parquet.
     """
-    from pathlib import Path
-
     from transformers import AutoTokenizer
-
-    from core import runs
 
     run_dir = Path(run_dir)
     report = runs.read_json(run_dir / runs.REPORT) or {}
