@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run share train-default test lint bench browser-deps clean
+.PHONY: install run share train-default test lint bench browser-deps postgres-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,7 +36,13 @@ browser-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) || \
 	  echo "chromium could not be installed: browser tests will be skipped"
 
-test: install browser-deps
+# The sweep test on PostgreSQL starts its own server from Debian's package (and is skipped, saying why, without it).
+postgres-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null) || \
+	  echo "postgresql could not be installed: the PostgreSQL sweep test will be skipped"
+
+test: install browser-deps postgres-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --timeout=600 -n 2 --durations=30
 

@@ -28,6 +28,7 @@ if run.state != "completed" or run.report is None:
     why = {
         "queued": "is waiting in the queue", "running": "is still training", "failed": "failed",
         "cancelled": "was cancelled before it finished", "interrupted": "was interrupted before it finished",
+        "pruned": "was pruned by its sweep (it fell behind the other trials)",
     }.get(run.state, f"is {run.state}")
     st.warning(run.problem or f"Run {run_id} {why}, so it has no evaluation report yet.")
     if run.status.get("error"):

@@ -48,6 +48,7 @@ def queue(expanded: bool) -> None:
     current = runs.list_runs(root)
     positions = {j.run_id: i + 1 for i, j in enumerate(jobs.list_jobs(root, ("queued",)))}
     owners = jobs.owners(root)
+    placed = jobs.placements(root)
     # Counted from the run directories: a job the worker has just claimed is "queued" there until its
     # trainer writes "running", and must not vanish from both counts in between.
     running = sum(s.state == "running" for s in current)
@@ -58,14 +59,17 @@ def queue(expanded: bool) -> None:
         "strategy": s.strategy,
         "model": s.model,
         "by": owners.get(s.run_id, ""),
+        "worker": placed.get(s.run_id, ""),
         "started": pd.Timestamp(s.created, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M"),
         "result": f"{s.headline_name} {s.headline_value:.4f}" if s.headline_value is not None else (s.error or "")[:90],
     } for s in current])
     with st.expander(f"Queue and history · {len(current)} runs · {running} running, {queued} queued", expanded=expanded):
         st.dataframe(table, hide_index=True, width="stretch")
-        info = jobs.worker_info(root)
-        st.caption(f"Worker: pid {info.get('pid')}, heartbeat {time.time() - info.get('heartbeat', time.time()):.0f} s ago"
-                   if info else "Worker: idle (starts by itself when a run is queued)")
+        workers = jobs.live_workers(root)
+        st.caption("Workers: " + "; ".join(
+            f"{w['name']} on {w.get('host', '?')} (pid {w.get('pid')}, heartbeat "
+            f"{time.time() - w.get('heartbeat', time.time()):.0f} s ago, running {len(w.get('running', []))})" for w in workers)
+                   if workers else "Worker: idle (starts by itself when a run is queued)")
 
 
 any_active = any(s.state in ("queued", "running") for s in summaries)
@@ -144,7 +148,7 @@ def status(run_id: str, was_active: bool) -> None:
         first_points.add(run_id)
         st.rerun(scope="app")
     label = {"queued": "Waiting in the queue", "running": "Training", "completed": "Completed", "failed": "Failed",
-             "cancelled": "Cancelled", "interrupted": "Interrupted"}.get(state, state)
+             "cancelled": "Cancelled", "interrupted": "Interrupted", "pruned": "Pruned by its sweep"}.get(state, state)
     if state == "queued":
         pos = jobs.queue_position(root, run_id)
         st.info(f"⏳ Queued{f' (position {pos})' if pos else ''}: it starts when the runs ahead of it finish. "
@@ -162,6 +166,8 @@ def status(run_id: str, was_active: bool) -> None:
         if view.status.get("traceback"):
             with st.expander("Traceback (for a bug report)"):
                 st.code(view.status["traceback"], language="text")
+    elif state == "pruned":
+        st.info(view.status.get("error") or "Pruned by its sweep.")
     elif state in ("interrupted", "cancelled"):
         reason = view.status.get("error") or ("Cancelled on request." if state == "cancelled" else "")
         resumable = jobs.can_resume(view.path)

@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.config import load_config
     from core.recipe import RunFailed, load_run_config, run_training
     from core.runs import find_run
+    from core.sweep import watch_run
 
     if args.resume:
         run_dir = find_run(runs_root(args), args.resume)
@@ -75,11 +76,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.root:
             config = config.replace(output_dir=args.root)
         run_dir = Path(args.run_dir) if args.run_dir else None
+    # A sweep's trial (its run directory has trial.json) reports its evaluations and may be pruned.
+    trial = watch_run(run_dir, ProgressPrinter()) if run_dir is not None else None
+    watch = trial[0] if trial else None
     try:
-        outcome = run_training(config, run_dir, resume=bool(args.resume), echo=ProgressPrinter())
+        outcome = run_training(config, run_dir, resume=bool(args.resume), echo=watch or ProgressPrinter(),
+                               should_stop=watch.should_stop if watch else None)
     except RunFailed as exc:
         _print_error(f"{exc} (run directory: {exc.run_dir})")
         return 1
+    if trial and watch.pruned_at is not None:
+        watch.record_pruned(outcome.run_dir, trial[1])
+        print(f"pruned by sweep {trial[1]} at step {watch.pruned_at}")
+        return 0
     if outcome.state == "cancelled":
         print(f"cancelled at step {outcome.result.global_step}; resume with: python -m core train --resume {outcome.run_dir.name}")
         return 3
@@ -376,7 +385,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         base = base.replace(output_dir=args.root)
     space = load_space(args.space)
     result = run_sweep(base, space, args.trials, name=args.name, storage=args.storage, seed=args.seed,
-                       pruner=args.pruner, resume=args.resume)
+                       pruner=args.pruner, resume=args.resume, workers=args.workers,
+                       echo=_trial_printer if args.workers else None)
     print(f"sweep {result.name} ({result.storage}): {result.direction} validation {result.metric}")
     for t in result.trials:
         value = f"{t['value']:.4f}" if t["value"] is not None else "-"
@@ -384,7 +394,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if result.best:
         print(f"best: trial {result.best['number']} ({result.best['run_id']}), validation {result.metric} "
               f"{result.best['value']:.4f}, {result.best['params']}")
+    if result.best_test and result.best_test.get("metrics"):
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in result.best_test["metrics"].items() if k != "loss")
+        print(f"best trial on the test split (read once, for this trial only): {shown}")
     return 0
+
+
+def _trial_printer(event: dict) -> None:
+    if event.get("type") == "trial":
+        value = f" {event['value']:.4f}" if event.get("value") is not None else ""
+        print(f"trial {event['number']} ({event['run_id']}): {event['state']}{value}", flush=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -489,10 +508,14 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from core.jobs import run_worker
+    from core.jobs import JobError, run_worker
 
-    return run_worker(runs_root(args), concurrency=args.concurrency,
-                      idle_exit_s=args.idle_exit, parent_pid=args.parent_pid)
+    try:
+        return run_worker(runs_root(args), concurrency=args.concurrency,
+                          idle_exit_s=args.idle_exit, parent_pid=args.parent_pid, name=args.name)
+    except JobError as exc:
+        _print_error(str(exc))
+        return 2
 
 
 def _new_password(args: argparse.Namespace) -> str:
@@ -646,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed")
     p.add_argument("--pruner", default="median", choices=("median", "halving", "none"))
     p.add_argument("--resume", action="store_true", help="continue the sweep of that name")
+    p.add_argument("--workers", type=int, default=0,
+                   help="0: trials one after another in this process (default); K: K trials at a time as queued jobs, for "
+                        "the job workers (one is started here unless a worker serves the runs root; workers on other "
+                        "machines sharing the root and an RDB --storage take trials too)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("serve", help="an HTTP API for a run's model: POST /predict, GET /health, docs at /docs")
@@ -675,7 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one row per strategy on the same data and model, at the learning rates `compare` would use")
     p.set_defaults(func=cmd_preflight)
 
-    p = sub.add_parser("worker", help="run queued jobs (the dashboard starts one per runs root by itself)")
+    p = sub.add_parser("worker", help="run queued jobs (the dashboard starts one by itself; start more, here or on other "
+                                      "machines sharing the runs root, to run several jobs at once)")
+    p.add_argument("--name", help="this worker's name, unique per runs root (default: the host name); a second worker "
+                                  "on the same machine needs its own")
     p.add_argument("--concurrency", type=int, default=1, help="trainings at once (default 1)")
     p.add_argument("--idle-exit", type=float, default=300.0, help="exit after this many seconds without jobs")
     p.add_argument("--parent-pid", type=int, help="exit (after the running jobs) when this process is gone")

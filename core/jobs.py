@@ -2,11 +2,14 @@
 
 The dashboard never trains. It calls :func:`submit`, which creates the run directory and a queued
 row in the ``jobs`` table of ``<root>/runs.sqlite`` (beside the ``runs`` table that core.runs owns).
-One worker per runs root (``python -m core worker``, guarded by an fcntl lock on
-``<root>/worker.lock``) claims queued jobs in submission order and runs each as a
-``python -m core train`` subprocess, so a crash of the trainer never takes the worker or the app
-with it. The run directory stays the source of truth: the worker only reads status.json to learn
-how a run ended, and writes ``interrupted`` when the trainer died without saying.
+Workers (``python -m core worker [--name N]``) claim queued jobs in submission order and run each
+as a ``python -m core train`` subprocess, so a crash of the trainer never takes the worker or the app
+with it. Each worker has a name (the host's by default) guarded by an fcntl lock on
+``<root>/workers/<name>.lock``; several may serve one root, on one machine or on several machines
+sharing it: a claim is one ``BEGIN IMMEDIATE`` transaction, so no job is given to two workers (on
+several machines the shared filesystem must honour SQLite's locks: NFSv4 with locking, not NFSv3).
+The run directory stays the source of truth: the worker only reads status.json to learn how a run
+ended, and writes ``interrupted`` when the trainer died without saying.
 
 Stdlib only (no torch): the worker must start in well under a second.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,9 +34,10 @@ from typing import Any
 
 from core import runs, uploads
 
-LOCK = "worker.lock"
-WORKER_INFO = "worker.json"
+WORKERS_DIR = "workers"  # <name>.lock (held while the worker lives) and <name>.json (its heartbeat)
 WORKER_LOG = "worker.log"
+HEARTBEAT_FRESH_S = 30.0  # a worker on another host counts as alive while its heartbeat is this recent
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 JOB_STATES = ("queued", "running", "done", "cancelled")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IDLE_EXIT_S = float(os.environ.get("TUNEBOARD_WORKER_IDLE_S", "300"))
@@ -57,6 +62,7 @@ class Job:
     returncode: int | None
     cancel_requested: bool
     owner: str | None = None  # the user who started it (None: before logins, or the CLI)
+    worker: str | None = None  # the name of the worker that claimed it
 
 
 def _connect(root: str | Path) -> sqlite3.Connection:
@@ -68,12 +74,14 @@ def _connect(root: str | Path) -> sqlite3.Connection:
             pid INTEGER, host TEXT, returncode INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0)"""
     )
     con.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id)")
-    if "owner" not in {row[1] for row in con.execute("PRAGMA table_info(jobs)")}:
-        try:  # a runs root made before jobs had owners
-            con.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
-        except sqlite3.OperationalError as exc:
-            if "duplicate column" not in str(exc):  # another process added it a moment ago
-                raise
+    have = {row[1] for row in con.execute("PRAGMA table_info(jobs)")}
+    for column in ("owner", "worker"):  # a runs root made before jobs had owners, or named workers
+        if column not in have:
+            try:
+                con.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it a moment ago
+                    raise
     return con
 
 
@@ -156,6 +164,16 @@ def owner_of(root: str | Path, run_id: str) -> str | None:
         row = con.execute("SELECT owner FROM jobs WHERE run_id = ? AND owner IS NOT NULL ORDER BY id LIMIT 1",
                           (run_id,)).fetchone()
     return row["owner"] if row else None
+
+
+def placements(root: str | Path) -> dict[str, str]:
+    """Where each run's latest job ran or runs: ``worker`` or ``worker on host`` when the name is not the host's."""
+    out = {}
+    for job in list_jobs(root, ("running", "done")):
+        if job.worker or job.host:
+            name = job.worker or job.host or ""
+            out[job.run_id] = name if not job.host or name == job.host else f"{name} on {job.host}"
+    return out
 
 
 def queue_position(root: str | Path, run_id: str) -> int | None:
@@ -355,14 +373,15 @@ def train_command(job: Job, root: Path) -> list[str]:
     return [*base, "--config", str(Path(job.run_dir, runs.CONFIG)), "--run-dir", job.run_dir]
 
 
-def _claim(root: Path) -> Job | None:
+def _claim(root: Path, worker: str) -> Job | None:
     with _db(root) as con:
-        con.execute("BEGIN IMMEDIATE")  # one claimer at a time, even across processes
+        con.execute("BEGIN IMMEDIATE")  # one claimer at a time, across processes and workers
         row = con.execute("SELECT * FROM jobs WHERE state='queued' ORDER BY id LIMIT 1").fetchone()
         if row is None:
             con.execute("COMMIT")
             return None
-        con.execute("UPDATE jobs SET state='running', claimed=?, host=? WHERE id=?", (time.time(), socket.gethostname(), row["id"]))
+        con.execute("UPDATE jobs SET state='running', claimed=?, host=?, worker=? WHERE id=?",
+                    (time.time(), socket.gethostname(), worker, row["id"]))
         con.execute("COMMIT")
         row = con.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)).fetchone()
     return _job(row)
@@ -388,11 +407,12 @@ def _start(root: Path, job: Job) -> subprocess.Popen[bytes]:
 
 
 class Worker:
-    """Claims queued jobs and supervises their trainer subprocesses; one per runs root."""
+    """Claims queued jobs and supervises their trainer subprocesses; one per name and runs root."""
 
     def __init__(self, root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
-                 parent_pid: int | None = None, poll_s: float = 0.5):
+                 parent_pid: int | None = None, poll_s: float = 0.5, name: str | None = None):
         self.root = Path(root)
+        self.name = name or default_worker_name()
         self.concurrency = max(1, concurrency)
         self.idle_exit_s = idle_exit_s
         self.parent_pid = parent_pid
@@ -412,8 +432,9 @@ class Worker:
         return self.parent_pid is not None and not pid_alive(self.parent_pid)
 
     def _heartbeat(self) -> None:
-        runs.atomic_write_json(self.root / WORKER_INFO, {
-            "pid": os.getpid(), "parent_pid": self.parent_pid, "host": socket.gethostname(), "started": self.started,
+        runs.atomic_write_json(_info_path(self.root, self.name), {
+            "name": self.name, "pid": os.getpid(), "parent_pid": self.parent_pid, "host": socket.gethostname(),
+            "started": self.started,
             "heartbeat": time.time(), "concurrency": self.concurrency,
             "running": [job.run_id for job, _ in self.children.values()]})
 
@@ -439,7 +460,7 @@ class Worker:
             reconcile(self.root, skip_jobs=set(self.children))
             draining = self.stopping or self._parent_gone()
             while not draining and len(self.children) < self.concurrency:
-                job = _claim(self.root)
+                job = _claim(self.root, self.name)
                 if job is None:
                     break
                 with _db(self.root) as con:
@@ -458,12 +479,35 @@ class Worker:
             time.sleep(self.poll_s)
 
 
+def default_worker_name() -> str:
+    """The host's name, cut to the characters a worker name allows."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64].lstrip("._-")
+    return name or "worker"
+
+
+def check_worker_name(name: str) -> str:
+    if not _NAME_OK.fullmatch(name):
+        raise JobError(f"worker name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit "
+                       "(e.g. gpu-box-1)")
+    return name
+
+
+def _lock_path(root: Path, name: str) -> Path:
+    return root / WORKERS_DIR / f"{name}.lock"
+
+
+def _info_path(root: Path, name: str) -> Path:
+    return root / WORKERS_DIR / f"{name}.json"
+
+
 def run_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFAULT_IDLE_EXIT_S,
-               parent_pid: int | None = None) -> int:
-    """Run the worker until idle for ``idle_exit_s`` or the parent is gone; exit 0 at once if one already runs."""
+               parent_pid: int | None = None, name: str | None = None) -> int:
+    """Run the worker ``name`` until idle for ``idle_exit_s`` or the parent is gone; exit 0 at once if a
+    worker of that name already serves ``root``. Workers of other names serve the same queue beside it."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    lock = open(root / LOCK, "a+")  # noqa: SIM115 - held for the whole life of the worker
+    name = check_worker_name(name or default_worker_name())
+    Path(root, WORKERS_DIR).mkdir(parents=True, exist_ok=True)
+    lock = open(_lock_path(root, name), "a+")  # noqa: SIM115 - held for the whole life of the worker
     # worker_alive() probes by taking the lock for an instant: retry briefly so a probe is not
     # mistaken for a live worker.
     deadline = time.monotonic() + 1.0
@@ -473,40 +517,68 @@ def run_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float = DEFA
             break
         except BlockingIOError:
             if time.monotonic() > deadline:
-                info = runs.read_json(root / WORKER_INFO) or {}
-                print(f"a worker already serves {root} (pid {info.get('pid', '?')}); nothing to do", file=sys.stderr)
+                info = runs.read_json(_info_path(root, name)) or {}
+                print(f"a worker named {name} already serves {root} (pid {info.get('pid', '?')}); nothing to do. "
+                      "Give another --name to run a second worker beside it.", file=sys.stderr)
                 lock.close()
                 return 0
             time.sleep(0.05)
     with contextlib.suppress(OSError):  # housekeeping as each worker starts; it never stops one from training
         uploads.clean_old(root)
     try:
-        return Worker(root, concurrency, idle_exit_s, parent_pid).run()
+        return Worker(root, concurrency, idle_exit_s, parent_pid, name=name).run()
     finally:
-        Path(root, WORKER_INFO).unlink(missing_ok=True)
+        _info_path(root, name).unlink(missing_ok=True)
         lock.close()
 
 
-def worker_alive(root: str | Path) -> bool:
-    """True while some process holds the worker lock of ``root``, or a worker this process started is
-    still starting up (it takes the lock a moment after it is spawned)."""
-    path = Path(root, LOCK)
-    if path.exists():
+def _lock_held(path: Path) -> bool:
+    try:
         with open(path, "a+") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return True
             fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def live_workers(root: str | Path) -> list[dict[str, Any]]:
+    """Every worker serving ``root``: name, host, pid, heartbeat, running runs. A worker on this host is
+    alive while it holds its lock; one on another host while its heartbeat is fresh (locks on a shared
+    filesystem are not to be trusted across machines)."""
+    folder = Path(root, WORKERS_DIR)
+    if not folder.is_dir():
+        return []
+    host, now, out = socket.gethostname(), time.time(), []
+    for lock in sorted(folder.glob("*.lock")):
+        info = runs.read_json(lock.with_suffix(".json")) or {}
+        if info.get("host", host) == host:
+            alive = _lock_held(lock)
+        else:
+            alive = now - float(info.get("heartbeat") or 0) < HEARTBEAT_FRESH_S
+        if alive:
+            out.append({"name": lock.stem, "pid": None, **info})
+    return out
+
+
+def worker_alive(root: str | Path) -> bool:
+    """True while some worker serves ``root``, or a worker this process started is still starting up
+    (it takes its lock a moment after it is spawned)."""
+    if live_workers(root):
+        return True
     spawned = _spawned.get(str(Path(root).resolve()))
     return spawned is not None and spawned.poll() is None
 
 
 def worker_info(root: str | Path) -> dict[str, Any] | None:
-    """The live worker's pid, heartbeat and running jobs, or None when no worker serves ``root``."""
-    if not worker_alive(root):
-        return None
-    return runs.read_json(Path(root, WORKER_INFO)) or {"pid": None}
+    """The first live worker's name, pid, heartbeat and running jobs, or None when no worker serves ``root``."""
+    workers = live_workers(root)
+    if workers:
+        return workers[0]
+    return {"pid": None} if worker_alive(root) else None
 
 
 _spawned: dict[str, subprocess.Popen[bytes]] = {}  # per app process and root: reaps exited workers, skips double starts
@@ -541,14 +613,19 @@ def _reap_spawned() -> None:
 
 
 def stop_worker(root: str | Path, timeout_s: float = 30.0) -> None:
-    """SIGTERM the worker of ``root`` (its trainers checkpoint and stop) and wait for it to exit."""
-    info = runs.read_json(Path(root, WORKER_INFO)) or {}
-    pid = info.get("pid")
-    if isinstance(pid, int) and pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    """SIGTERM every worker of ``root`` on this host (their trainers checkpoint and stop) and wait for them to exit."""
+    host = socket.gethostname()
+    for info in live_workers(root):
+        pid = info.get("pid")
+        if info.get("host", host) == host and isinstance(pid, int) and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    def here() -> bool:
+        spawned = _spawned.get(str(Path(root).resolve()))
+        return any(w.get("host", host) == host for w in live_workers(root)) or spawned is not None and spawned.poll() is None
+
     deadline = time.monotonic() + timeout_s
-    while worker_alive(root) and time.monotonic() < deadline:
+    while here() and time.monotonic() < deadline:
         _reap_spawned()
         time.sleep(0.1)
     _reap_spawned()

@@ -251,7 +251,9 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         from safetensors.torch import load_model as load_weights
 
         load_weights(model, str(best_path))
-    eval_split = "test" if len(bundle.test) else "validation"
+    # A sweep's trial is chosen on validation; its test split is read once, for the chosen trial (core.sweep).
+    held_back = (run_dir / runs.TRIAL).exists()
+    eval_split = "test" if len(bundle.test) and not held_back else "validation"
     t_eval = time.monotonic()
     reports = {}
     first_token_only = config.train.cls_only_top_layer and use_cls_only_top_layer(model)
@@ -281,6 +283,7 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
         "eval_split": eval_split,
         "validation": reports["validation"],
         "test": reports.get("test"),
+        **({"test_held_back": "a sweep trial: the test split is evaluated for the sweep's best trial only"} if held_back else {}),
         "best_step": result.best_step,
         "best_metric": {"name": metric_name, "value": result.best_metric},
         "early_stopped": result.early_stopped,

@@ -21,8 +21,8 @@ from typing import Any
 
 from core import faults
 
-STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-FINAL_STATES = ("completed", "failed", "cancelled")
+STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted", "pruned")
+FINAL_STATES = ("completed", "failed", "cancelled", "pruned")  # pruned: a sweep stopped the trial early
 
 CONFIG = "config.json"
 STATUS = "status.json"
@@ -31,6 +31,7 @@ REPORT = "report.json"
 PREDICTIONS = "predictions.parquet"
 VALIDATION_PREDICTIONS = "predictions-validation.parquet"  # when the evaluated split is the test split
 TRAIN_PREDICTIONS = "predictions-train-oof.parquet"  # out-of-fold, for label issues (core.label_issues.cross_validated)
+TRIAL = "trial.json"  # a sweep's trial: its study, storage and pruner (core.sweep); the test split is held back
 CALIBRATION = "calibration.json"  # the temperature fitted on validation (core.calibration)
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints/last"

@@ -26,6 +26,7 @@ workers are issue #16's next slices.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,18 +158,28 @@ class SweepResult:
     direction: str
     trials: list[dict[str, Any]]
     best: dict[str, Any] | None
+    best_test: dict[str, Any] | None = None  # the best trial's test report (read once: test_best)
 
 
-def _storage(root: Path, name: str, url: str | None) -> tuple[Any, str]:
+def _is_url(storage: str) -> bool:
+    return "://" in storage
+
+
+def open_storage(storage: str) -> Any:
+    """An RDB URL as Optuna takes it, or the journal file at that path."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    return storage if _is_url(storage) else JournalStorage(JournalFileBackend(storage))
+
+
+def storage_of(root: Path, name: str, url: str | None) -> str:
+    """``url``, else the sweep's journal file under the runs root (its folder made)."""
     if url:
-        return url, url
+        return url
     folder = root / SWEEPS_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "journal.log"
-    return JournalStorage(JournalFileBackend(str(path))), str(path)
+    return str(folder / "journal.log")
 
 
 def _pruner(name: str) -> Any:
@@ -183,28 +194,128 @@ def _pruner(name: str) -> Any:
     return optuna.pruners.NopPruner()
 
 
+class TrialWatch:
+    """A trial's eye on its run's events: each evaluation is reported, and the pruner may stop the run.
+
+    The same object serves a trial run in the sweep's process and one a worker runs (:func:`watch_run`).
+    """
+
+    def __init__(self, trial: Any, metric: str, echo: Any = None):
+        self.trial, self.metric, self.echo = trial, metric, echo
+        self.pruned_at: int | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.echo is not None:
+            self.echo(event)
+        if event.get("type") == "eval" and self.pruned_at is None:
+            value = (event.get("metrics") or {}).get(self.metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.trial.report(float(value), int(event["step"]))
+                if self.trial.should_prune():
+                    self.pruned_at = int(event["step"])
+
+    def should_stop(self) -> bool:
+        return self.pruned_at is not None
+
+    def record_pruned(self, run_dir: Path, sweep: str) -> None:
+        """The run's own state says pruned, with why; its checkpoint goes (a pruned trial is not resumed)."""
+        import shutil
+
+        from core import runs
+
+        runs.write_status(run_dir, state="pruned", error=f"Pruned by sweep {sweep} at step {self.pruned_at}: its validation "
+                                                         f"{self.metric} fell behind the earlier trials' at that step.")
+        runs.index_run(run_dir.parent, run_dir)
+        shutil.rmtree(run_dir / Path(runs.CHECKPOINT_DIR).parent, ignore_errors=True)
+
+
+def watch_run(run_dir: Path, echo: Any = None) -> tuple[TrialWatch, str] | None:
+    """The watch of a run that is a sweep's trial (it has ``trial.json``), with the sweep's name; else None."""
+    import optuna
+
+    from core import runs
+
+    link = runs.read_json(Path(run_dir, runs.TRIAL))
+    if not link:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=link["study"], storage=open_storage(link["storage"]), pruner=_pruner(link["pruner"]))
+    return TrialWatch(optuna.trial.Trial(study, int(link["trial_id"])), link["metric"], echo), link["study"]
+
+
+def _make_trial_run(study: Any, trial: Any, space: list[Dimension], base: RunConfig, name: str, storage: str,
+                    pruner: str, metric: str) -> tuple[RunConfig, Path]:
+    from core import runs
+
+    values = suggest(trial, space)
+    config = apply(base, values, f"{name}-t{trial.number}")
+    run_dir = runs.create_run_dir(Path(base.runs_root), config.name, config.to_dict())
+    runs.atomic_write_json(run_dir / runs.TRIAL, {"study": name, "storage": storage, "trial_id": trial._trial_id,
+                                                  "number": trial.number, "pruner": pruner, "metric": metric})
+    trial.set_user_attr("run_id", run_dir.name)
+    return config, run_dir
+
+
+def _outcome(root: Path, run_id: str | None) -> tuple[str, float | None] | None:
+    """How a trial's run ended: ("complete", value), ("pruned", None) or ("fail", None); None while it goes on."""
+    from core import jobs, runs
+
+    if not run_id:
+        return ("fail", None)
+    run_dir = root / run_id
+    status = runs.read_status(run_dir)
+    state = status.get("state")
+    if state in ("queued", "running"):
+        job = jobs.latest_job(root, run_id)
+        if job is not None and job.state in ("queued", "running") or jobs.pid_alive(status.get("pid")):
+            return None
+        return ("fail", None)
+    if state == "completed":
+        value = ((runs.read_json(run_dir / runs.REPORT) or {}).get("best_metric") or {}).get("value")
+        return ("complete", float(value)) if isinstance(value, (int, float)) else ("fail", None)
+    return ("pruned", None) if state == "pruned" else ("fail", None)
+
+
+def _tell(study: Any, number: int, outcome: tuple[str, float | None]) -> None:
+    import optuna
+
+    kind, value = outcome
+    if kind == "complete":
+        study.tell(number, value)
+    else:
+        study.tell(number, state=optuna.trial.TrialState.PRUNED if kind == "pruned" else optuna.trial.TrialState.FAIL)
+
+
 def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str | None = None, storage: str | None = None,
               seed: int = 0, pruner: str = "median", resume: bool = False, echo: Any = None,
-              enqueue: list[dict[str, Any]] | None = None) -> SweepResult:
+              enqueue: list[dict[str, Any]] | None = None, workers: int = 0, owner: str | None = None,
+              poll_s: float = 1.0, test: bool = True) -> SweepResult:
     """Run ``trials`` trials (more on ``resume``: up to ``trials`` finished or pruned in all) of the sweep ``name``.
 
-    ``enqueue``: settings to try first, as ``{section.field: value}`` (the defaults, a known good run).
+    ``workers``: 0 runs each trial in this process, one after another; K >= 1 queues trials as jobs, K at a
+    time, for the job workers (one with concurrency K is started here unless a worker serves the root; workers
+    on other machines sharing the root and an RDB ``storage`` take trials too). ``enqueue``: settings to try
+    first, as ``{section.field: value}`` (the defaults, a known good run). ``owner``: who queued the trials.
+    ``test``: evaluate the best trial on the test split at the end (:func:`test_best`).
 
     Raises:
         SweepError: no trials, an unknown pruner, a sweep name that exists (without ``resume``) or doesn't (with it).
     """
     import optuna
 
-    from core import runs
+    from core import jobs
     from core.metrics import greater_is_better, resolve_metric_for_best
     from core.recipe import run_training
 
     if trials < 1:
         raise SweepError(f"--trials must be at least 1; got {trials}")
+    if workers < 0:
+        raise SweepError(f"--workers must be 0 (trials in this process) or more; got {workers}")
     root = Path(base.runs_root)
     name = name or f"{base.name}-sweep"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store, where = _storage(root, name, storage)
+    where = storage_of(root, name, storage)
+    store = open_storage(where)
     metric = resolve_metric_for_best(base.task, base.train.metric_for_best)
     direction = "maximize" if greater_is_better(metric) else "minimize"
     exists = name in {s.study_name for s in optuna.get_all_study_summaries(store)}
@@ -212,51 +323,111 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
         raise SweepError(f"a sweep named {name!r} exists ({where}): add --resume to continue it, or pick another --name")
     if resume and not exists:
         raise SweepError(f"there is no sweep {name!r} in {where} to resume")
+    _pruner(pruner)  # refused before a study is made
     study = optuna.create_study(study_name=name, storage=store, direction=direction, load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(pruner))
+                                sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=workers > 1),
+                                pruner=_pruner(pruner))
+    study.set_user_attr("metric", metric)
+    in_flight: dict[int, str] = {}  # trial number -> run id, trials whose runs go on in the queue
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the sweep died during it
-        study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
-        if stale.params:
-            study.enqueue_trial(dict(stale.params))  # run again with the same settings, first
-    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+        outcome = _outcome(root, stale.user_attrs.get("run_id"))
+        if outcome is None and workers:
+            in_flight[stale.number] = stale.user_attrs["run_id"]  # still queued or training: wait for it
+        elif outcome is not None and outcome[0] != "fail":
+            _tell(study, stale.number, outcome)
+        else:
+            study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+            if stale.params:
+                study.enqueue_trial(dict(stale.params))  # run again with the same settings, first
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    to_ask = max(0, trials - len(study.get_trials(deepcopy=False, states=finished)) - len(in_flight))
     for values in enqueue or []:
         study.enqueue_trial(values, skip_if_exists=True)
 
-    def objective(trial: optuna.Trial) -> float:
-        values = suggest(trial, space)
-        config = apply(base, values, f"{name}-t{trial.number}")
-        run_dir = runs.create_run_dir(root, config.name, config.to_dict())
-        trial.set_user_attr("run_id", run_dir.name)
-        pruned: dict[str, Any] = {}
+    if workers == 0:
+        def objective(trial: optuna.Trial) -> float:
+            config, run_dir = _make_trial_run(study, trial, space, base, name, where, pruner, metric)
+            watch = TrialWatch(trial, metric, echo)
+            outcome = run_training(config, run_dir, echo=watch, should_stop=watch.should_stop)
+            if watch.pruned_at is not None:
+                watch.record_pruned(run_dir, name)
+                raise optuna.TrialPruned()
+            if outcome.state != "completed":
+                raise SweepError(f"trial {trial.number} ({run_dir.name}) ended {outcome.state}")
+            return float(outcome.report["best_metric"]["value"])
 
-        def watch(event: dict[str, Any]) -> None:
-            if echo is not None:
-                echo(event)
-            if event.get("type") == "eval" and not pruned:
-                value = (event.get("metrics") or {}).get(metric)
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    trial.report(float(value), int(event["step"]))
-                    if trial.should_prune():
-                        pruned["at"] = int(event["step"])
+        if to_ask:
+            study.optimize(objective, n_trials=to_ask, catch=(SweepError,))
+    else:
+        while to_ask or in_flight:
+            while to_ask and len(in_flight) < workers:
+                trial = study.ask()
+                _, run_dir = _make_trial_run(study, trial, space, base, name, where, pruner, metric)
+                jobs.queue_existing(root, run_dir, "train", owner)
+                in_flight[trial.number] = run_dir.name
+                to_ask -= 1
+            if not jobs.worker_alive(root):
+                jobs.ensure_worker(root, concurrency=workers)
+            time.sleep(poll_s)
+            for number, run_id in list(in_flight.items()):
+                outcome = _outcome(root, run_id)
+                if outcome is not None:
+                    _tell(study, number, outcome)
+                    del in_flight[number]
+                    if echo is not None:
+                        echo({"type": "trial", "number": number, "run_id": run_id, "state": outcome[0], "value": outcome[1]})
+    if test:
+        test_best(root, study)
+    return summarize(name, where, study)
 
-        outcome = run_training(config, run_dir, echo=watch, should_stop=lambda: bool(pruned))
-        if pruned:
-            runs.write_status(run_dir, pruned=True, error=f"pruned by sweep {name} at step {pruned['at']}: its validation "
-                                                            f"{metric} fell behind the earlier trials' at that step")
-            raise optuna.TrialPruned()
-        if outcome.state != "completed":
-            raise SweepError(f"trial {trial.number} ({run_dir.name}) ended {outcome.state}")
-        return float(outcome.report["best_metric"]["value"])
 
-    if trials > done:
-        study.optimize(objective, n_trials=trials - done, catch=(SweepError,))
+def summarize(name: str, where: str, study: Any) -> SweepResult:
+    """The sweep's trials and its best (with the best trial's test metrics once :func:`test_best` has run)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": dict(t.params),
-                     "run_id": t.user_attrs.get("run_id")})
-    finished = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
-    best = (max if direction == "maximize" else min)(finished, key=lambda r: r["value"]) if finished else None
-    return SweepResult(name, where, metric, direction, rows, best)
+                     "run_id": t.user_attrs.get("run_id"), "intermediate": dict(t.intermediate_values),
+                     "started": t.datetime_start.timestamp() if t.datetime_start else None,
+                     "finished": t.datetime_complete.timestamp() if t.datetime_complete else None})
+    done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    maximize = study.direction.name == "MAXIMIZE"
+    best = (max if maximize else min)(done, key=lambda r: r["value"]) if done else None
+    return SweepResult(name, where, study.user_attrs.get("metric", ""), "maximize" if maximize else "minimize", rows, best,
+                       study.user_attrs.get("best_test"))
+
+
+def test_best(root: Path, study: Any) -> dict[str, Any] | None:
+    """The best trial's run on its test split, once: kept in the study (any storage) and in the run's report.
+
+    The trials never read the test split (their runs hold it back); this is the only place it is read, for
+    the trial the validation chose. Asked again for the same best trial, it returns what was kept.
+    """
+    from core import runs
+    from core.evaluate import evaluate_splits
+
+    result = summarize(study.study_name, "", study)
+    if result.best is None or not result.best.get("run_id"):
+        return None
+    run_id = result.best["run_id"]
+    kept = study.user_attrs.get("best_test")
+    if kept and kept.get("run_id") == run_id:
+        return kept
+    run_dir = Path(root) / run_id
+    out = evaluate_splits(run_dir)
+    if out["test"] is None:
+        best_test = {"run_id": run_id, "trial": result.best["number"], "split": "validation",
+                     "note": "the data has no test split (data.test_split is 0)", "metrics": None, "headline": None}
+    else:
+        best_test = {"run_id": run_id, "trial": result.best["number"], "split": "test",
+                     "metrics": {k: v for k, v in out["test"]["metrics"].items() if isinstance(v, (int, float))},
+                     "headline": out["test"].get("headline")}
+        report = runs.read_json(run_dir / runs.REPORT) or {}
+        report.update(eval_split="test", test=out["test"])
+        report.pop("test_held_back", None)
+        runs.atomic_write_json(run_dir / runs.REPORT, report)
+        runs.index_run(root, run_dir)
+    study.set_user_attr("best_test", best_test)
+    return best_test
 
 
 def load_space(path: str | Path) -> list[Dimension]:

@@ -106,19 +106,59 @@ def test_a_killed_trainer_is_marked_interrupted_and_resume_completes(root):
     assert runs.read_json(run_dir / runs.REPORT)["steps"]["done"] == starts[0]["total_steps"]
 
 
-def test_one_worker_per_root_and_it_leaves_when_its_parent_is_gone(root):
+def test_one_worker_per_name_and_it_leaves_when_its_parent_is_gone(root):
     parent = subprocess.Popen(["sleep", "1.5"])
     cmd = [sys.executable, "-m", "core", "--root", str(root), "worker", "--idle-exit", "60", "--parent-pid", str(parent.pid)]
     first = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: jobs.worker_alive(root), "the first worker", lambda: first.poll() is None)
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=30)
-    assert second.returncode == 0 and "already serves" in second.stderr
+    assert second.returncode == 0 and "already serves" in second.stderr and "another --name" in second.stderr
     assert jobs.worker_info(root)["pid"] == first.pid
     assert not jobs.ensure_worker(root)
     parent.wait()
     # idle-exit is a minute away: only the parent's death can make it leave this soon
     assert first.wait(timeout=15) == 0
-    assert not jobs.worker_alive(root) and not (root / jobs.WORKER_INFO).exists()
+    assert not jobs.worker_alive(root) and not list((root / jobs.WORKERS_DIR).glob("*.json"))
+
+
+# A stand-in trainer (the queue is the point here, not training): it records which worker ran which run,
+# holds its job until a second job runs beside it (at most 5 s), then says completed.
+FAKE_TRAINER = """
+import sys, time
+from pathlib import Path
+from core import jobs, runs
+run_dir, worker = Path(sys.argv[1]), sys.argv[2]
+runs.write_status(run_dir, state="running", pid=__import__("os").getpid())
+with open(run_dir.parent / "ran.log", "a") as log:
+    log.write(f"{run_dir.name} {worker}\\n")
+deadline = time.time() + 5
+while time.time() < deadline and len(jobs.list_jobs(run_dir.parent, ("running",))) < 2:
+    time.sleep(0.05)
+runs.write_status(run_dir, state="completed", finished=time.time())
+"""
+
+
+def test_two_workers_share_one_queue_and_never_run_a_job_twice(root):
+    run_ids = [runs.create_run_dir(root, f"job{i}", tiny_config(root, f"job{i}").to_dict()).name for i in range(6)]
+    for run_id in run_ids:
+        jobs.queue_existing(root, root / run_id, "train")
+    worker_code = ("import sys; from core import jobs; "
+                   f"jobs.train_command = lambda job, root: [sys.executable, '-c', {FAKE_TRAINER!r}, job.run_dir, job.worker]; "
+                   "sys.exit(jobs.run_worker(sys.argv[1], idle_exit_s=1.5, name=sys.argv[2]))")
+    workers = [subprocess.Popen([sys.executable, "-c", worker_code, str(root), name], cwd=REPO) for name in ("w1", "w2")]
+    try:
+        assert all(w.wait(timeout=120) == 0 for w in workers)
+    finally:
+        for w in workers:
+            w.kill()
+    ran = [line.split() for line in (root / "ran.log").read_text().splitlines()]
+    assert sorted(r for r, _ in ran) == sorted(run_ids), "every job runs exactly once"
+    assert {w for _, w in ran} == {"w1", "w2"}, "both workers take jobs"
+    closed = {j.run_id: j for j in jobs.list_jobs(root)}
+    assert all(closed[r].state == "done" and closed[r].returncode == 0 for r in run_ids)
+    assert {r: w for r, w in ran} == {r: closed[r].worker for r in run_ids}
+    assert all(state(root, r) == "completed" for r in run_ids)
+    assert set(jobs.placements(root).values()) <= {"w1 on " + closed[run_ids[0]].host, "w2 on " + closed[run_ids[0]].host}
 
 
 def test_a_running_status_whose_process_is_gone_becomes_interrupted(root):

@@ -57,17 +57,25 @@ def test_trials_are_runs_a_hopeless_one_is_pruned_and_the_sweep_resumes(tmp_path
         run_dir = tmp_path / trial["run_id"]
         assert runs.read_json(run_dir / runs.CONFIG)["train"]["learning_rate"] == trial["params"]["train.learning_rate"]
     pruned = runs.read_status(tmp_path / result.trials[2]["run_id"])
-    assert pruned["state"] == "cancelled" and pruned["pruned"] and "pruned by sweep lr" in pruned["error"]
+    assert pruned["state"] == "pruned" and "Pruned by sweep lr at step" in pruned["error"]
+    assert not (tmp_path / result.trials[2]["run_id"] / "checkpoints").exists(), "a pruned trial is not resumed"
     for trial in result.trials[:2]:  # the objective is the run's best validation value, never the test split's
         report = runs.read_json(tmp_path / trial["run_id"] / runs.REPORT)
         assert trial["value"] == pytest.approx(report["best_metric"]["value"]) and report["best_metric"]["name"] == "loss"
     assert result.best["number"] in (0, 1) and (tmp_path / "sweeps" / "lr" / "journal.log").exists()
+    # the test split is read once, for the best trial only
+    other = result.trials[1 - result.best["number"]]
+    assert runs.read_json(tmp_path / other["run_id"] / runs.REPORT)["test"] is None
+    best_report = runs.read_json(tmp_path / result.best["run_id"] / runs.REPORT)
+    assert result.best_test["run_id"] == result.best["run_id"] and best_report["eval_split"] == "test"
+    assert result.best_test["metrics"]["accuracy"] == pytest.approx(best_report["test"]["metrics"]["accuracy"])
 
     with pytest.raises(SweepError, match="add --resume"):
         run_sweep(config, space, 4, name="lr")
     resumed = run_sweep(config, space, 4, name="lr", resume=True)
     assert [t["run_id"] for t in resumed.trials[:3]] == [t["run_id"] for t in result.trials]  # finished trials kept
     assert len(resumed.trials) == 4 and resumed.trials[3]["state"] in ("complete", "pruned")
+    assert resumed.best_test["run_id"] == resumed.best["run_id"]
     with pytest.raises(SweepError, match="no sweep"):
         run_sweep(config, space, 2, name="other", resume=True)
 
@@ -87,3 +95,60 @@ def test_a_trial_interrupted_by_a_dead_sweep_is_run_again_with_its_settings(tmp_
     resumed = run_sweep(base(tmp_path), space, 1, name="cut", resume=True)
     assert [t["state"] for t in resumed.trials] == ["fail", "complete"]
     assert resumed.trials[1]["params"] == {"train.learning_rate": rate}
+
+
+def test_a_queued_trial_is_pruned_by_its_own_trainer(tmp_path):
+    """A trial a worker runs (``python -m core train`` on a run with trial.json) reports to the study and stops
+    itself when the pruner says so; its run ends in the state ``pruned``."""
+    from core.__main__ import main
+    from core.sweep import _make_trial_run, open_storage, storage_of
+
+    where = storage_of(tmp_path, "far", None)
+    study = optuna.create_study(study_name="far", storage=open_storage(where), direction="minimize")
+    rate = optuna.distributions.FloatDistribution(1e-7, 1e-3, log=True)
+    for _ in range(2):  # two finished trials far ahead of anything real: a loss of 0 at every evaluation
+        study.add_trial(optuna.trial.create_trial(value=0.0, params={"train.learning_rate": 1e-4},
+                                                  distributions={"train.learning_rate": rate},
+                                                  intermediate_values={s: 0.0 for s in range(1, 9)}))
+    study.enqueue_trial({"train.learning_rate": 1e-7})
+    trial = study.ask()
+    space = parse_space({"train.learning_rate": {"low": 1e-7, "high": 1e-3, "log": True}})
+    _, run_dir = _make_trial_run(study, trial, space, base(tmp_path), "far", where, "median", "loss")
+    assert main(["--root", str(tmp_path), "train", "--config", str(run_dir / runs.CONFIG), "--run-dir", str(run_dir)]) == 0
+    status = runs.read_status(run_dir)
+    assert status["state"] == "pruned" and "Pruned by sweep far at step 2" in status["error"]
+    assert study.trials[2].intermediate_values == {2: pytest.approx(study.trials[2].intermediate_values[2])}
+    assert not (run_dir / runs.REPORT).exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_a_sweep_over_two_workers_on_postgresql(tmp_path):
+    """Trials are jobs in the queue; two named workers take them; the study lives in a PostgreSQL server this
+    test starts (skipped, saying why, where PostgreSQL can't run)."""
+    import subprocess
+    import sys
+
+    from core import jobs
+    from tests.support.paths import REPO
+    from tests.support.postgres import postgres_server
+    from tests.support.waits import wait_for
+
+    with postgres_server() as url:
+        workers = [subprocess.Popen([sys.executable, "-m", "core", "--root", str(tmp_path), "worker", "--name", name,
+                                     "--idle-exit", "20"], cwd=REPO) for name in ("w1", "w2")]
+        try:
+            config = base(tmp_path)
+            space = parse_space({"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}})
+            result = run_sweep(config, space, 2, name="pg", storage=url, workers=2, poll_s=0.3)
+            # a run says completed a moment before its trainer exits and the worker closes the job
+            wait_for(lambda: not jobs.list_jobs(tmp_path, ("queued", "running")), "the jobs to close")
+        finally:
+            jobs.stop_worker(tmp_path)
+            for w in workers:
+                w.kill()
+    assert result.storage == url and len(result.trials) == 2
+    assert all(t["state"] in ("complete", "pruned") for t in result.trials)
+    ran = jobs.list_jobs(tmp_path)
+    assert sorted(j.run_id for j in ran) == sorted(t["run_id"] for t in result.trials), "each trial is one job, run once"
+    assert {j.worker for j in ran} == {"w1", "w2"} and all(j.returncode == 0 for j in ran)
+    assert result.best_test["run_id"] == result.best["run_id"]
+    assert runs.read_json(tmp_path / result.best["run_id"] / runs.REPORT)["eval_split"] == "test"
