@@ -385,7 +385,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         base = base.replace(output_dir=args.root)
     space = load_space(args.space)
     result = run_sweep(base, space, args.trials, name=args.name, storage=args.storage, seed=args.seed,
-                       pruner=args.pruner, resume=args.resume, workers=args.workers,
+                       pruner=args.pruner, resume=args.resume, workers=args.workers, owner=args.owner,
                        echo=_trial_printer if args.workers else None)
     print(f"sweep {result.name} ({result.storage}): {result.direction} validation {result.metric}")
     for t in result.trials:
@@ -673,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="0: trials one after another in this process (default); K: K trials at a time as queued jobs, for "
                         "the job workers (one is started here unless a worker serves the runs root; workers on other "
                         "machines sharing the root and an RDB --storage take trials too)")
+    p.add_argument("--owner", help=argparse.SUPPRESS)  # the dashboard's user, who owns the queued trials
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("serve", help="an HTTP API for a run's model: POST /predict, GET /health, docs at /docs")

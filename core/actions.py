@@ -45,6 +45,19 @@ def submit(user: User, configs: Sequence[Any], root: str | Path, *, start_worker
     return ids
 
 
+def start_sweep(user: User, base: Any, raw_space: dict[str, Any], trials: int, root: str | Path, *, name: str,
+                workers: int = 1, pruner: str = "median", seed: int = 0, limits: Limits | None = None) -> Path:
+    """Start a sweep in the background whose trials (runs owned by ``user``) go through the queue; its folder."""
+    from core import sweep
+
+    check(user, Action.TRAIN)
+    _check_queue_room(user, root, workers, limits)  # a sweep keeps ``workers`` trials queued or running at a time
+    folder = sweep.launch(base.replace(output_dir=str(root)), raw_space, trials, name=name, workers=workers,
+                          pruner=pruner, seed=seed, owner=user.name)
+    audit.record(root, user.name, "sweep", name, trials=trials, workers=workers)
+    return folder
+
+
 def _check_queue_room(user: User, root: str | Path, adding: int, limits: Limits | None) -> None:
     limits = limits or Limits.from_env()
     waiting = sum(1 for j in jobs.list_jobs(root, ("queued",)) if j.owner == user.name)

@@ -26,6 +26,8 @@ workers are issue #16's next slices.
 from __future__ import annotations
 
 import math
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,9 @@ from typing import Any
 from core.config import SECTIONS, ConfigError, RunConfig, field_specs, from_dict
 
 SWEEPS_DIR = "sweeps"
+SWEEP_INFO = "sweep.json"  # sweeps/<name>/: the storage, the settings, the driver's pid (what the Sweep view reads)
 PRUNERS = ("median", "halving", "none")
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class SweepError(ValueError):
@@ -173,13 +177,18 @@ def open_storage(storage: str) -> Any:
     return storage if _is_url(storage) else JournalStorage(JournalFileBackend(storage))
 
 
+def check_name(name: str) -> str:
+    """A sweep's name is a folder under the runs root: letters, digits, ``.``, ``_``, ``-``."""
+    if not _NAME_OK.fullmatch(name):
+        raise SweepError(f"sweep name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
 def storage_of(root: Path, name: str, url: str | None) -> str:
-    """``url``, else the sweep's journal file under the runs root (its folder made)."""
-    if url:
-        return url
-    folder = root / SWEEPS_DIR / name
+    """``url``, else the sweep's journal file under the runs root (the sweep's folder is made either way)."""
+    folder = root / SWEEPS_DIR / check_name(name)
     folder.mkdir(parents=True, exist_ok=True)
-    return str(folder / "journal.log")
+    return url or str(folder / "journal.log")
 
 
 def _pruner(name: str) -> Any:
@@ -303,7 +312,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
     """
     import optuna
 
-    from core import jobs
+    from core import jobs, runs
     from core.metrics import greater_is_better, resolve_metric_for_best
     from core.recipe import run_training
 
@@ -312,7 +321,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
     if workers < 0:
         raise SweepError(f"--workers must be 0 (trials in this process) or more; got {workers}")
     root = Path(base.runs_root)
-    name = name or f"{base.name}-sweep"
+    name = check_name(name or f"{base.name}-sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = storage_of(root, name, storage)
     store = open_storage(where)
@@ -328,6 +337,11 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
                                 sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=workers > 1),
                                 pruner=_pruner(pruner))
     study.set_user_attr("metric", metric)
+    info = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
+    runs.atomic_write_json(root / SWEEPS_DIR / name / SWEEP_INFO, {
+        **info, "name": name, "storage": where, "metric": metric, "direction": direction, "trials": trials,
+        "workers": workers, "pruner": pruner, "seed": seed, "driver_pid": os.getpid(), "driver_started": time.time(),
+        "base": base.to_dict(), "space": [d.key for d in space]})
     in_flight: dict[int, str] = {}  # trial number -> run id, trials whose runs go on in the queue
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the sweep died during it
         outcome = _outcome(root, stale.user_attrs.get("run_id"))
@@ -428,6 +442,92 @@ def test_best(root: Path, study: Any) -> dict[str, Any] | None:
         runs.index_run(root, run_dir)
     study.set_user_attr("best_test", best_test)
     return best_test
+
+
+def list_sweeps(root: str | Path) -> list[dict[str, Any]]:
+    """Every sweep under the runs root (its ``sweep.json``), newest first, with whether its driver still runs."""
+    from core import jobs, runs
+
+    out = []
+    for info_path in Path(root, SWEEPS_DIR).glob(f"*/{SWEEP_INFO}"):
+        info = runs.read_json(info_path)
+        if info and info.get("name"):
+            out.append({**info, "running": jobs.pid_alive(info.get("driver_pid"))})
+    return sorted(out, key=lambda i: i.get("driver_started") or 0, reverse=True)
+
+
+def load_study(root: str | Path, name: str) -> Any:
+    """The Optuna study of the sweep ``name`` (from the storage its ``sweep.json`` names)."""
+    import optuna
+
+    from core import runs
+
+    info = runs.read_json(Path(root, SWEEPS_DIR, check_name(name), SWEEP_INFO))
+    if not info:
+        raise SweepError(f"there is no sweep {name!r} under {root} (python -m core sweep starts one)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(info["storage"]))
+    except KeyError:
+        raise SweepError(f"sweep {name!r} has not recorded a trial yet in {info['storage']}") from None
+
+
+def load_sweep(root: str | Path, name: str) -> SweepResult:
+    from core import runs
+
+    info = runs.read_json(Path(root, SWEEPS_DIR, check_name(name), SWEEP_INFO)) or {}
+    return summarize(name, info.get("storage", ""), load_study(root, name))
+
+
+def importances(study: Any) -> dict[str, float]:
+    """How much each searched field explains the objective (Optuna's fANOVA, summing to 1); empty before two
+    finished trials with different settings."""
+    import optuna
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if len(done) < 2 or len({tuple(sorted(t.params.items())) for t in done}) < 2:
+        return {}
+    try:
+        return dict(optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)))
+    except (RuntimeError, ValueError):  # e.g. a single value of every parameter among finished trials
+        return {}
+
+
+def launch(base: RunConfig, raw_space: dict[str, Any], trials: int, *, name: str, workers: int = 1,
+           pruner: str = "median", seed: int = 0, storage: str | None = None, owner: str | None = None) -> Path:
+    """Start ``python -m core sweep`` in the background for the dashboard (it outlives the page); its trials go
+    through the job queue (``workers`` at a time). Everything is checked before it starts; returns its folder.
+
+    Raises:
+        SweepError: a bad space, trials or pruner, or a sweep of that name exists.
+    """
+    import subprocess
+    import sys
+
+    import yaml
+
+    from core import jobs
+
+    parse_space(raw_space)
+    _pruner(pruner)
+    if trials < 1 or workers < 1:
+        raise SweepError(f"a sweep from the dashboard needs at least 1 trial and 1 worker; got {trials} and {workers}")
+    root = Path(base.runs_root)
+    folder = root / SWEEPS_DIR / check_name(name)
+    if (folder / SWEEP_INFO).exists() or (folder / "journal.log").exists():
+        raise SweepError(f"a sweep named {name!r} exists; pick another name")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "base.yaml").write_text(yaml.safe_dump(base.to_dict(), sort_keys=False), encoding="utf-8")
+    (folder / "space.yaml").write_text(yaml.safe_dump(raw_space, sort_keys=False), encoding="utf-8")
+    cmd = [sys.executable, "-m", "core", "--root", str(root), "sweep", "--config", str(folder / "base.yaml"),
+           "--space", str(folder / "space.yaml"), "--trials", str(trials), "--name", name, "--workers", str(workers),
+           "--pruner", pruner, "--seed", str(seed), *(["--storage", storage] if storage else []),
+           *(["--owner", owner] if owner else [])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(folder / "sweep.log", "ab") as log:
+        subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=jobs.REPO_ROOT, env=env,
+                         start_new_session=True)
+    return folder
 
 
 def load_space(path: str | Path) -> list[Dimension]:

@@ -8,7 +8,7 @@ import pytest
 
 from core import runs
 from core.config import from_dict
-from core.sweep import SweepError, parse_space, run_sweep, suggest
+from core.sweep import SweepError, importances, load_study, parse_space, run_sweep, suggest
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +76,7 @@ def test_trials_are_runs_a_hopeless_one_is_pruned_and_the_sweep_resumes(tmp_path
     assert [t["run_id"] for t in resumed.trials[:3]] == [t["run_id"] for t in result.trials]  # finished trials kept
     assert len(resumed.trials) == 4 and resumed.trials[3]["state"] in ("complete", "pruned")
     assert resumed.best_test["run_id"] == resumed.best["run_id"]
+    assert set(importances(load_study(tmp_path, "lr"))) <= {"train.learning_rate"}
     with pytest.raises(SweepError, match="no sweep"):
         run_sweep(config, space, 2, name="other", resume=True)
 
@@ -122,12 +123,14 @@ def test_a_queued_trial_is_pruned_by_its_own_trainer(tmp_path):
 
 
 def test_a_sweep_over_two_workers_on_postgresql(tmp_path):
-    """Trials are jobs in the queue; two named workers take them; the study lives in a PostgreSQL server this
-    test starts (skipped, saying why, where PostgreSQL can't run)."""
+    """The dashboard's way: the sweep runs in the background (core.sweep.launch), its trials are jobs in the
+    queue, two named workers take them, and the study lives in a PostgreSQL server this test starts (skipped,
+    saying why, where PostgreSQL can't run)."""
     import subprocess
     import sys
 
     from core import jobs
+    from core.sweep import launch, list_sweeps, load_sweep
     from tests.support.paths import REPO
     from tests.support.postgres import postgres_server
     from tests.support.waits import wait_for
@@ -136,19 +139,22 @@ def test_a_sweep_over_two_workers_on_postgresql(tmp_path):
         workers = [subprocess.Popen([sys.executable, "-m", "core", "--root", str(tmp_path), "worker", "--name", name,
                                      "--idle-exit", "20"], cwd=REPO) for name in ("w1", "w2")]
         try:
-            config = base(tmp_path)
-            space = parse_space({"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}})
-            result = run_sweep(config, space, 2, name="pg", storage=url, workers=2, poll_s=0.3)
+            wait_for(lambda: len(jobs.live_workers(tmp_path)) == 2, "both workers")
+            launch(base(tmp_path), {"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True}}, 2, name="pg",
+                   workers=2, storage=url, owner="ada")
+            wait_for(lambda: list_sweeps(tmp_path) and not list_sweeps(tmp_path)[0]["running"], "the sweep to finish")
+            result = load_sweep(tmp_path, "pg")
             # a run says completed a moment before its trainer exits and the worker closes the job
             wait_for(lambda: not jobs.list_jobs(tmp_path, ("queued", "running")), "the jobs to close")
         finally:
             jobs.stop_worker(tmp_path)
             for w in workers:
                 w.kill()
-    assert result.storage == url and len(result.trials) == 2
+    log = (tmp_path / "sweeps" / "pg" / "sweep.log").read_text()
+    assert result.storage == url and len(result.trials) == 2, log
     assert all(t["state"] in ("complete", "pruned") for t in result.trials)
     ran = jobs.list_jobs(tmp_path)
     assert sorted(j.run_id for j in ran) == sorted(t["run_id"] for t in result.trials), "each trial is one job, run once"
-    assert {j.worker for j in ran} == {"w1", "w2"} and all(j.returncode == 0 for j in ran)
-    assert result.best_test["run_id"] == result.best["run_id"]
+    assert {j.worker for j in ran} == {"w1", "w2"} and all(j.returncode == 0 and j.owner == "ada" for j in ran)
+    assert result.best_test["run_id"] == result.best["run_id"] and "best trial on the test split" in log
     assert runs.read_json(tmp_path / result.best["run_id"] / runs.REPORT)["eval_split"] == "test"
