@@ -61,6 +61,7 @@ def runs_root(args: argparse.Namespace) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from core.config import load_config
+    from core.device import process_rank
     from core.recipe import RunFailed, load_run_config, run_training
     from core.runs import find_run
     from core.sweep import watch_run
@@ -89,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         watch.record_pruned(outcome.run_dir, trial[1])
         print(f"pruned by sweep {trial[1]} at step {watch.pruned_at}")
         return 0
+    if process_rank()[0] != 0:
+        return 0  # another than the main process of torchrun / accelerate launch: the main one reports
     if outcome.state == "cancelled":
         print(f"cancelled at step {outcome.result.global_step}; resume with: python -m core train --resume {outcome.run_dir.name}")
         return 3

@@ -8,13 +8,50 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import random
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+
+def process_rank() -> tuple[int, int]:
+    """(this process's rank, the number of processes) under ``torchrun`` or ``accelerate launch``; (0, 1) alone."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def shared_value(make: Any) -> Any:
+    """``make()`` computed by the main process and handed to the others (e.g. the run directory it creates)."""
+    rank, world = process_rank()
+    if world == 1:
+        return make()
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState(cpu=_cpu_processes())  # joins the process group: gloo on CPUs, NCCL on GPUs
+    box = [make() if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _cpu_processes() -> bool:
+    # accelerate reads several CPU processes as distributed only when told it runs on CPUs (else: one process each)
+    return process_rank()[1] > 1 and not torch.cuda.is_available()
+
+
+def make_accelerator() -> Any:
+    """The run's Accelerator: one process, or this process's place among torchrun's (gloo on CPUs, NCCL on GPUs).
+
+    The schedule steps once per optimizer step: core.schedule counts steps of the global batch already,
+    and accelerate would otherwise step it once per process (twice as fast on two).
+    """
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=_cpu_processes(), step_scheduler_with_optimizer=False)
 
 
 def resolve_precision(precision: str, task: str | None = None) -> str:

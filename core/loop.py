@@ -34,6 +34,7 @@ from core.cpu_dropout import use_cpu_dropout
 from core.device import (  # noqa: F401 - re-exported: bench and tests import some of these from core.loop
     autocast,
     cpu_has_native_bf16,
+    make_accelerator,
     peak_memory_mb,
     reset_peak_memory,
     resolve_precision,
@@ -158,7 +159,10 @@ def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingColl
     per_row: list[Any] = [None] * n
     gold: list[Any] = [None] * n
     total_loss, total_rows = 0.0, 0
-    for indices in eval_batches(dataset.lengths, batch_size):
+    index, count = accelerator.process_index, accelerator.num_processes
+    mine = eval_batches(dataset.lengths, batch_size)[index::count]  # each process its own batches, no row twice
+    done: list[int] = []
+    for indices in mine:
         batch = {k: v.to(accelerator.device) for k, v in collator([dataset[i] for i in indices]).items()}
         with accelerator.autocast(), autocast(precision, accelerator.device, collator.task):
             inputs = model_inputs(batch)
@@ -176,6 +180,16 @@ def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingColl
             else:
                 per_row[row] = logits[j].numpy()
                 gold[row] = labels[j].numpy()
+        done.extend(indices)
+    if count > 1:  # every process gets every row back, in row order (the metrics and early stopping agree)
+        from accelerate.utils import gather_object
+
+        shares = gather_object([(done, [per_row[i] for i in done], [gold[i] for i in done], total_loss)])
+        for rows, outs, golds, _ in shares:
+            for row, out, g in zip(rows, outs, golds, strict=True):
+                per_row[row], gold[row] = out, g
+        total_loss = sum(share[3] for share in shares)
+        total_rows = n if loss_fn is not None else 0
     for module, mode in modes:
         module.training = mode
     if collator.task != "token" and n:
@@ -214,7 +228,7 @@ def train(
     """
     cfg = config.train
     set_seed(cfg.seed)
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or make_accelerator()
     started = time.monotonic()
 
     if accelerator.device.type == "cpu":
@@ -256,12 +270,13 @@ def train(
         for module in frozen:
             module.eval()
 
+    rng_file = RNG_STATE if accelerator.is_main_process else f"rng_state_{accelerator.process_index}.pt"
     state = LoopState()
     if resume:
         runs.recover_swap(checkpoint_dir)  # killed between the two renames of the last save
         accelerator.load_state(str(checkpoint_dir))
         state = LoopState.from_json((checkpoint_dir / LOOP_STATE).read_text())
-        restore_rng(checkpoint_dir / RNG_STATE)
+        restore_rng(checkpoint_dir / rng_file)
         if plan.load_state_dict is not None and (checkpoint_dir / STRATEGY_STATE).exists():
             plan.load_state_dict(torch.load(checkpoint_dir / STRATEGY_STATE, map_location=accelerator.device, weights_only=False))
         started -= state.elapsed
@@ -271,22 +286,42 @@ def train(
             "validation_size": len(val_set), "steps_per_epoch": steps_per_epoch, "epochs": cfg.epochs,
             "resumed_from_step": state.global_step if resume else None, **plan.describe()})
 
+    main = accelerator.is_main_process
+    several = accelerator.num_processes > 1
+
     def save_checkpoint() -> None:
+        # Under several processes all of them save (accelerate writes each one's RNG state; the main one
+        # the weights and the optimizer) and only the main one swaps the copy in, between barriers.
         t0 = time.monotonic()
         state.elapsed = t0 - started
         tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
         try:
             accelerator.save_state(str(tmp))
-            (tmp / LOOP_STATE).write_text(state.to_json())
-            save_rng(tmp / RNG_STATE)
-            if plan.state_dict is not None:
-                torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
+            save_rng(tmp / rng_file)
+            if main:
+                (tmp / LOOP_STATE).write_text(state.to_json())
+                if plan.state_dict is not None:
+                    torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
         except Exception:  # a full disk: give back what the half-written copy took, so the failure can be recorded
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        runs.swap_in(tmp, checkpoint_dir)  # whole: a crash mid-save leaves the previous checkpoint intact
+        accelerator.wait_for_everyone()
+        if main:
+            runs.swap_in(tmp, checkpoint_dir)  # whole: a crash mid-save leaves the previous checkpoint intact
+        accelerator.wait_for_everyone()
         state.side_seconds += time.monotonic() - t0
+
+    def agreed_stop() -> bool:
+        """The stop request (cancel flag, SIGTERM, a sweep's pruner) as the main process sees it, on every process:
+        they must leave the loop at the same step or the next all-reduce waits forever."""
+        stop = should_stop()
+        if not several:
+            return stop
+        flag = torch.tensor([1.0 if stop and main else 0.0], device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
     def evaluate() -> bool:
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
@@ -365,9 +400,13 @@ def train(
             if step % cfg.log_every == 0 or step == total_steps:
                 # The only host sync of the step loop: one .item() per logged window, not per step.
                 now = time.monotonic() - state.side_seconds
+                window = torch.stack([window_loss, torch.tensor(float(window_samples), device=window_loss.device)])
+                if several:  # the loss of the global batch, the rows of all processes
+                    window = accelerator.reduce(window, reduction="sum") / torch.tensor([accelerator.num_processes, 1.0],
+                                                                                        device=window.device)
+                loss_sum, rows = window.tolist()
                 events({"type": "step", "step": step, "epoch": round(epoch + state.micro_in_epoch / micro_per_epoch, 4),
-                        "loss": float(window_loss.item()) / window_steps, "lr": step_lr,
-                        "samples_per_s": window_samples / max(now - window_start, 1e-9)})
+                        "loss": loss_sum / window_steps, "lr": step_lr, "samples_per_s": rows / max(now - window_start, 1e-9)})
                 window_loss.zero_()
                 window_steps, window_samples, window_start = 0, 0, now
 
@@ -380,7 +419,7 @@ def train(
                 save_checkpoint()
             if early_stopped or step >= total_steps:
                 break
-            if should_stop():
+            if agreed_stop():
                 if end_of_epoch:
                     state.advance_epoch(epoch)
                 save_checkpoint()
@@ -392,6 +431,10 @@ def train(
 
     if cls_only:
         restore_top_layer(plan.model)  # what the caller does with the model next may read every token
+    if several:  # the rows and tokens of all processes
+        seen = accelerator.reduce(torch.tensor([float(state.samples_seen), float(state.tokens_seen)], device=accelerator.device),
+                                  reduction="sum")
+        state.samples_seen, state.tokens_seen = (int(v) for v in seen.tolist())
     return TrainResult(
         state=ended, global_step=state.global_step, total_steps=total_steps, best_step=state.best_step,
         best_metric=state.best_metric, metric_name=metric_name, early_stopped=early_stopped,

@@ -100,8 +100,8 @@ class _Bench:
 
     def measure(self, config: RunConfig, model: Any) -> dict[str, Any]:
         import torch
-        from accelerate import Accelerator
 
+        from core.device import make_accelerator
         from core.loop import make_loss, plan_steps, resolve_precision, train
         from core.strategies import build_strategy
 
@@ -117,7 +117,7 @@ class _Bench:
             train(timed, plan, self.encoded, self.one_batch, collator=self.collator, loss_fn=make_loss(config.task),
                   score=lambda preds: {}, metric_name="loss", events=lambda e: steps.append(e) if e["type"] == "step" else None,
                   should_stop=lambda: False, checkpoint_dir=Path(tmp) / "checkpoint", on_best=lambda m: None,
-                  accelerator=Accelerator())
+                  accelerator=make_accelerator())
         rates = [e["samples_per_s"] for e in steps]
         # The first step pays for allocation and kernel warm-up (and, with frozen layers, their one pass).
         rate = statistics.median(rates[1:]) if len(rates) > 1 else rates[0]

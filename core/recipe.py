@@ -26,7 +26,7 @@ from core import calibration, model_format, runs
 from core.cls_top_layer import restore_top_layer, use_cls_only_top_layer
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
-from core.device import reset_peak_memory
+from core.device import make_accelerator, process_rank, reset_peak_memory, shared_value
 from core.events import EventSink, EventWriter, read_events
 from core.loop import LOOP_STATE, LossFn, Predictions, RowLossFn, TrainResult, make_loss, predict, train
 from core.metrics import build_report, predictions_frame, resolve_metric_for_best
@@ -116,14 +116,20 @@ def run_training(
     ``hooks``: what a derived run's student adds (core.derived). Raises RunFailed (with the user-facing
     message) when the run fails.
     """
+    # Under torchrun / accelerate launch every process trains its share; the main one (rank 0) makes the run
+    # directory and alone writes to it: status, events, checkpoints' swap, the model, predictions and report.
+    main = process_rank()[0] == 0
     if run_dir is None:
-        run_dir = runs.create_run_dir(config.runs_root, config.name, config.to_dict())
+        run_dir = shared_value(lambda: runs.create_run_dir(config.runs_root, config.name, config.to_dict()))
     run_dir = Path(run_dir)
-    runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
-    Path(run_dir, runs.CANCEL_FLAG).unlink(missing_ok=True)
     checkpoint_dir = run_dir / runs.CHECKPOINT_DIR
     if resume and not checkpoint_dir.exists():
         raise RunFailed(run_dir, f"Run {run_dir.name} has no checkpoint to resume from ({checkpoint_dir} is missing).")
+    if not main:
+        return _train_and_report(config, run_dir, lambda event: None, should_stop or (lambda: False), resume,
+                                 hooks or RecipeHooks(), main=False)
+    runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
+    Path(run_dir, runs.CANCEL_FLAG).unlink(missing_ok=True)
     prior = 0.0
     if resume:
         prior = max((e.get("time", 0.0) for e in read_events(run_dir / runs.EVENTS)[0]), default=0.0)
@@ -190,12 +196,10 @@ def _fail(config: RunConfig, run_dir: Path, events: EventSink, message: str, tb:
 
 
 def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop: Callable[[], bool],
-                      resume: bool, hooks: RecipeHooks) -> RunOutcome:
+                      resume: bool, hooks: RecipeHooks, main: bool = True) -> RunOutcome:
     task = config.task
     t0 = time.monotonic()
-    from accelerate import Accelerator
-
-    accelerator = Accelerator()  # the loop applies config.train.precision itself (see core.device.autocast)
+    accelerator = make_accelerator()  # the loop applies config.train.precision itself (see core.device.autocast)
     reset_peak_memory(accelerator.device)  # the device whose peak the loop reports; data loading counts too
     bundle = load_bundle(config.data, task)
     for warning in bundle.warnings:
@@ -225,6 +229,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     def save_best(m: torch.nn.Module) -> None:
         from safetensors.torch import save_model
 
+        if not main:
+            return
         best_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = best_path.with_suffix(".tmp")
         try:
@@ -239,6 +245,9 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
                    checkpoint_dir=run_dir / runs.CHECKPOINT_DIR, on_best=save_best, resume=resume,
                    accelerator=accelerator,
                    train_loss=hooks.train_loss(encoded["train"], collator, loss_fn) if hooks.train_loss else None)
+    accelerator.wait_for_everyone()  # the main process has saved the best weights the others load next
+    if not main and result.state == "cancelled":
+        return RunOutcome(run_dir, "cancelled", result, None)
     if result.state == "cancelled":
         events({"type": "end", "state": "cancelled", "step": result.global_step})
         runs.write_status(run_dir, state="cancelled", finished=time.time(), step=result.global_step)
@@ -260,6 +269,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     for split in dict.fromkeys(("validation", eval_split)):
         preds = predict(model, encoded[split], collator, config.train.batch_size * 2, loss_fn, accelerator,
                         precision=config.train.precision)
+        if not main:
+            continue  # it took part in the gathering; the main process writes
         gold, scores = to_metric_inputs(task, names, preds)
         frame = getattr(bundle, split)
         texts = [" ".join(t) for t in frame["tokens"]] if task == "token" else frame["text"].astype(str).tolist()
@@ -270,6 +281,8 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
     eval_seconds = time.monotonic() - t_eval
     if first_token_only:
         restore_top_layer(model)
+    if not main:
+        return RunOutcome(run_dir, "completed", result, None)
 
     model_dir = run_dir / runs.MODEL_DIR
     model_format.save(plan, model, model_dir, tokenizer=tokenizer, task=task)

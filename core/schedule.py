@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 def plan_steps(num_rows: int, cfg: TrainConfig, num_processes: int = 1) -> tuple[int, int]:
     """(optimizer steps per epoch, total optimizer steps) for ``num_rows`` training rows.
 
-    Batches are sharded across ``num_processes``; a fractional ``cfg.epochs`` rounds the total up.
+    ``cfg.batch_size`` rows on each of ``num_processes`` processes make one global batch (a last one too
+    small to give every process a row is dropped: core.tokenize.LengthGroupedBatches); a fractional
+    ``cfg.epochs`` rounds the total up.
     """
-    batches = math.ceil(num_rows / cfg.batch_size)
-    if num_processes > 1:
-        batches //= num_processes
+    global_batch = cfg.batch_size * num_processes
+    full, last = divmod(num_rows, global_batch)
+    batches = full + (1 if last >= num_processes else 0)
     steps_per_epoch = max(1, math.ceil(batches / cfg.gradient_accumulation_steps))
     return steps_per_epoch, max(1, math.ceil(cfg.epochs * steps_per_epoch))
 

@@ -190,7 +190,7 @@ class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
                  shard: tuple[int, int] = (0, 1)):
         self.lengths = np.asarray(lengths)
         self.shard = shard
-        self.batch_size = batch_size
+        self.batch_size = batch_size * shard[1]  # the global batch: batch_size rows on each of the shard's processes
         self.seed = seed
         self.window = window
         self.grouped = grouped
@@ -225,16 +225,19 @@ class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
         return batches
 
     def local_batches(self) -> list[list[int]]:
-        """This process's share: with N processes each takes every N-th batch (and all of them with one)."""
+        """This process's share. With N processes the batches are cut for the global batch
+        (``batch_size * N`` rows) and each process takes every N-th row of each: a step sees the same rows
+        as one process with the global batch, and each process similar lengths. A last global batch of
+        fewer than N rows is dropped (a process without rows would hang the gradient all-reduce)."""
         index, count = self.shard
-        batches = self.batches()
-        usable = len(batches) - len(batches) % count if count > 1 else len(batches)
-        return batches[index:usable:count]
+        if count == 1:
+            return self.batches()
+        return [batch[index::count] for batch in self.batches() if len(batch) >= count]
 
     def num_batches(self) -> int:
-        full = math.ceil(len(self.lengths) / self.batch_size)
-        index, count = self.shard
-        return full // count if count > 1 else full
+        count = self.shard[1]
+        full, last = divmod(len(self.lengths), self.batch_size)  # self.batch_size is the global batch
+        return full + (1 if last >= count else 0)
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.local_batches()[self.skip :]

@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.config import TrainConfig
+from core.schedule import plan_steps
 from core.tokenize import IGNORE_INDEX, LengthGroupedBatches, PaddingCollator, encode_split, eval_batches, token_stats
 
 
@@ -76,11 +78,17 @@ def test_batches_are_reproducible_per_epoch_and_skip_resumes_exactly():
     assert list(a) != full
 
 
-def test_sharding_splits_batches_between_processes():
-    lengths = np.arange(64)
-    shards = [LengthGroupedBatches(lengths, 8, seed=0, shard=(i, 2)) for i in range(2)]
-    got = [set(i for b in s for i in b) for s in shards]
-    assert not got[0] & got[1] and len(got[0] | got[1]) == 64
+def test_sharding_gives_each_process_its_part_of_the_one_process_global_batch():
+    lengths = np.arange(69)  # 4 global batches of 16, and 5 rows left: a fifth, smaller one
+    whole = list(LengthGroupedBatches(lengths, 16, seed=0))
+    shards = [list(LengthGroupedBatches(lengths, 8, seed=0, shard=(i, 2))) for i in range(2)]
+    assert len(shards[0]) == len(shards[1]) == LengthGroupedBatches(lengths, 8, seed=0, shard=(1, 2)).num_batches() == 5
+    for step, batch in enumerate(whole):  # step by step, the two processes see exactly the rows one process sees
+        assert sorted(shards[0][step] + shards[1][step]) == sorted(batch) and not set(shards[0][step]) & set(shards[1][step])
+    two, one = TrainConfig(batch_size=8, epochs=1), TrainConfig(batch_size=16, epochs=1)
+    assert plan_steps(69, two, num_processes=2) == plan_steps(69, one) == (5, 5)
+    one_row_left = [list(LengthGroupedBatches(np.arange(33), 8, seed=0, shard=(i, 2))) for i in range(2)]
+    assert len(one_row_left[0]) == len(one_row_left[1]) == 2, "a last batch with a row for one process only is dropped"
 
 
 def test_eval_batches_and_token_stats():
