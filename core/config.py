@@ -24,6 +24,7 @@ from core.strategy_registry import BASE_LEARNING_RATE, KINDS, kinds_with_option
 TASKS = ("single_label", "multi_label", "pair", "regression", "token")
 STRATEGY_KINDS = KINDS
 SCHEDULERS = ("linear", "cosine", "constant")
+TRACKERS = ("none", "tensorboard", "mlflow", "wandb")  # core.trackers: where a run's curves are also logged
 
 
 class ConfigError(ValueError):
@@ -220,6 +221,11 @@ class TrainConfig:
         "classifier reads (same outputs, ~14% less work on a 6-layer model). No effect on NER."
     )
     log_every: int = _opt(10, "Write a step event every N optimizer steps.", min=1)
+    report_to: str = _opt(
+        "none", "Also log the curves to a tracker, through accelerate: tensorboard (files in the run's trackers/ folder; "
+        "needs tensorboard or tensorboardX), mlflow (a SQLite store beside the runs unless MLFLOW_TRACKING_URI is set; "
+        "needs mlflow) or wandb (offline unless WANDB_MODE is set; needs wandb).", choices=TRACKERS,
+    )
     seed: int = _opt(42, "Seed of initialisation, shuffling and dropout.", min=0)
     keep_checkpoint: bool = _opt(
         False, "Keep checkpoints/ (the resumable state: weights and AdamW moments, about 4x the model) after the run "

@@ -43,15 +43,16 @@ def _cpu_processes() -> bool:
     return process_rank()[1] > 1 and not torch.cuda.is_available()
 
 
-def make_accelerator() -> Any:
+def make_accelerator(**options: Any) -> Any:
     """The run's Accelerator: one process, or this process's place among torchrun's (gloo on CPUs, NCCL on GPUs).
 
     The schedule steps once per optimizer step: core.schedule counts steps of the global batch already,
-    and accelerate would otherwise step it once per process (twice as fast on two).
+    and accelerate would otherwise step it once per process (twice as fast on two). ``options``: a
+    tracker's (core.trackers.accelerator_options).
     """
     from accelerate import Accelerator
 
-    return Accelerator(cpu=_cpu_processes(), step_scheduler_with_optimizer=False)
+    return Accelerator(cpu=_cpu_processes(), step_scheduler_with_optimizer=False, **options)
 
 
 def resolve_precision(precision: str, task: str | None = None) -> str:

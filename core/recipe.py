@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import calibration, model_format, runs
+from core import calibration, model_format, runs, trackers
 from core.cls_top_layer import restore_top_layer, use_cls_only_top_layer
 from core.config import ConfigError, RunConfig, from_dict, parse_class_weights
 from core.data import DataError, DatasetBundle, label_ids, load_bundle
@@ -197,9 +197,26 @@ def _fail(config: RunConfig, run_dir: Path, events: EventSink, message: str, tb:
 
 def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop: Callable[[], bool],
                       resume: bool, hooks: RecipeHooks, main: bool = True) -> RunOutcome:
-    task = config.task
     t0 = time.monotonic()
-    accelerator = make_accelerator()  # the loop applies config.train.precision itself (see core.device.autocast)
+    # The loop applies config.train.precision itself (see core.device.autocast); a tracker rides on the accelerator.
+    accelerator = make_accelerator(**trackers.accelerator_options(config, run_dir))
+    track = trackers.start(config, run_dir, accelerator) if main else None
+
+    def sink(event: dict[str, Any]) -> None:
+        events(event)
+        if track is not None:
+            track(event)
+
+    try:
+        return _train_and_evaluate(config, run_dir, sink, stop, resume, hooks, main, accelerator, t0)
+    finally:
+        if track is not None:
+            accelerator.end_training()
+
+
+def _train_and_evaluate(config: RunConfig, run_dir: Path, events: EventSink, stop: Callable[[], bool], resume: bool,
+                        hooks: RecipeHooks, main: bool, accelerator: Any, t0: float) -> RunOutcome:
+    task = config.task
     reset_peak_memory(accelerator.device)  # the device whose peak the loop reports; data loading counts too
     bundle = load_bundle(config.data, task)
     for warning in bundle.warnings:
