@@ -4,8 +4,9 @@ Reads top to bottom: set up the optimizer, schedule and batches; (resume); for e
 batch: forward (from the cached output of frozen bottom layers where the strategy froze some), loss,
 backward, and on every ``gradient_accumulation_steps``-th batch an optimizer step, a step event,
 maybe an evaluation (best checkpoint, early stopping, resumable checkpoint) and a check of the cancel
-flag. It runs unchanged under ``accelerate launch``: batches are sharded by process and gradients
-are synchronised only on optimizer steps.
+flag. Under ``torchrun`` / ``accelerate launch`` each process takes its share of every global batch,
+gradients are synchronised only on optimizer steps, evaluation is sharded and gathered, and the stop
+request is the main process's on every process.
 """
 
 from __future__ import annotations
