@@ -58,6 +58,31 @@ def start_sweep(user: User, base: Any, raw_space: dict[str, Any], trials: int, r
     return folder
 
 
+def resume_sweep(user: User, root: str | Path, name: str, limits: Limits | None = None) -> Path:
+    """Continue a stopped sweep in the background; its new trials are ``user``'s runs."""
+    from core import sweep
+
+    info = sweep.list_sweeps(root)
+    owner = next((i.get("owner") for i in info if i.get("name") == name), None)
+    check(user, Action.RESUME, owner=owner)
+    workers = next((int(i.get("workers") or 1) for i in info if i.get("name") == name), 1)
+    _check_queue_room(user, root, max(1, workers), limits)
+    folder = sweep.resume_launch(root, name, owner=user.name)
+    audit.record(root, user.name, "resume sweep", name)
+    return folder
+
+
+def stop_sweep(user: User, root: str | Path, name: str) -> str:
+    """Stop a sweep and cancel its queued or running trials (its owner's, or an admin's action)."""
+    from core import sweep
+
+    owner = next((i.get("owner") for i in sweep.list_sweeps(root) if i.get("name") == name), None)
+    check(user, Action.CANCEL, owner=owner)
+    message = sweep.stop(root, name)
+    audit.record(root, user.name, "stop sweep", name)
+    return message
+
+
 def _check_queue_room(user: User, root: str | Path, adding: int, limits: Limits | None) -> None:
     limits = limits or Limits.from_env()
     waiting = sum(1 for j in jobs.list_jobs(root, ("queued",)) if j.owner == user.name)

@@ -25,6 +25,7 @@ workers are issue #16's next slices.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -122,6 +123,18 @@ def _in_bounds(key: str, spec: dict[str, Any], value: Any) -> None:
         raise SweepError(f"{key}: {value} is above the field's maximum {spec['max']}")
     if spec.get("exclusive_min") is not None and value <= spec["exclusive_min"]:
         raise SweepError(f"{key}: {value} must be greater than {spec['exclusive_min']}")
+
+
+def raw_space(space: list[Dimension]) -> dict[str, Any]:
+    """The YAML form of parsed dimensions (what :func:`parse_space` reads back)."""
+    out: dict[str, Any] = {}
+    for dim in space:
+        if dim.kind == "categorical":
+            out[dim.key] = list(dim.choices)
+        else:
+            low, high = (int(dim.low), int(dim.high)) if dim.kind == "int" else (dim.low, dim.high)
+            out[dim.key] = {"low": low, "high": high, **({"log": True} if dim.log else {})}
+    return out
 
 
 def suggest(trial: Any, space: list[Dimension]) -> dict[str, Any]:
@@ -341,7 +354,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
     runs.atomic_write_json(root / SWEEPS_DIR / name / SWEEP_INFO, {
         **info, "name": name, "storage": where, "metric": metric, "direction": direction, "trials": trials,
         "workers": workers, "pruner": pruner, "seed": seed, "driver_pid": os.getpid(), "driver_started": time.time(),
-        "base": base.to_dict(), "space": [d.key for d in space]})
+        "base": base.to_dict(), "space": [d.key for d in space], "space_raw": raw_space(space), "owner": owner})
     in_flight: dict[int, str] = {}  # trial number -> run id, trials whose runs go on in the queue
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the sweep died during it
         outcome = _outcome(root, stale.user_attrs.get("run_id"))
@@ -493,7 +506,7 @@ def importances(study: Any) -> dict[str, float]:
         return {}
 
 
-def launch(base: RunConfig, raw_space: dict[str, Any], trials: int, *, name: str, workers: int = 1,
+def launch(base: RunConfig, raw: dict[str, Any], trials: int, *, name: str, workers: int = 1,
            pruner: str = "median", seed: int = 0, storage: str | None = None, owner: str | None = None) -> Path:
     """Start ``python -m core sweep`` in the background for the dashboard (it outlives the page); its trials go
     through the job queue (``workers`` at a time). Everything is checked before it starts; returns its folder.
@@ -501,14 +514,9 @@ def launch(base: RunConfig, raw_space: dict[str, Any], trials: int, *, name: str
     Raises:
         SweepError: a bad space, trials or pruner, or a sweep of that name exists.
     """
-    import subprocess
-    import sys
-
     import yaml
 
-    from core import jobs
-
-    parse_space(raw_space)
+    parse_space(raw)
     _pruner(pruner)
     if trials < 1 or workers < 1:
         raise SweepError(f"a sweep from the dashboard needs at least 1 trial and 1 worker; got {trials} and {workers}")
@@ -518,16 +526,90 @@ def launch(base: RunConfig, raw_space: dict[str, Any], trials: int, *, name: str
         raise SweepError(f"a sweep named {name!r} exists; pick another name")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "base.yaml").write_text(yaml.safe_dump(base.to_dict(), sort_keys=False), encoding="utf-8")
-    (folder / "space.yaml").write_text(yaml.safe_dump(raw_space, sort_keys=False), encoding="utf-8")
+    (folder / "space.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    _spawn(root, folder, ["--trials", str(trials), "--name", name, "--workers", str(workers), "--pruner", pruner,
+                          "--seed", str(seed), *(["--storage", storage] if storage else []), *(["--owner", owner] if owner else [])])
+    return folder
+
+
+def _spawn(root: Path, folder: Path, args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    from core import jobs
+
     cmd = [sys.executable, "-m", "core", "--root", str(root), "sweep", "--config", str(folder / "base.yaml"),
-           "--space", str(folder / "space.yaml"), "--trials", str(trials), "--name", name, "--workers", str(workers),
-           "--pruner", pruner, "--seed", str(seed), *(["--storage", storage] if storage else []),
-           *(["--owner", owner] if owner else [])]
+           "--space", str(folder / "space.yaml"), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(folder / "sweep.log", "ab") as log:
         subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=jobs.REPO_ROOT, env=env,
                          start_new_session=True)
+
+
+def _info(root: Path, name: str) -> dict[str, Any]:
+    from core import runs
+
+    info = runs.read_json(root / SWEEPS_DIR / check_name(name) / SWEEP_INFO)
+    if not info:
+        raise SweepError(f"there is no sweep {name!r} under {root}")
+    return info
+
+
+def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path:
+    """Continue a stopped sweep in the background, its trials through the queue (the dashboard's Resume).
+
+    Raises:
+        SweepError: the sweep is still running, has all its trials, or doesn't exist.
+    """
+    import optuna
+    import yaml
+
+    from core import jobs
+
+    root = Path(root)
+    info = _info(root, name)
+    if jobs.pid_alive(info.get("driver_pid")):
+        raise SweepError(f"sweep {name} is still running (pid {info['driver_pid']}); stop it first to resume it later")
+    finished = load_study(root, name).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                          optuna.trial.TrialState.PRUNED))
+    if len(finished) >= int(info.get("trials") or 0):
+        raise SweepError(f"sweep {name} has all its {info.get('trials')} trials; start a new sweep (or resume it from the "
+                         "command line with a higher --trials)")
+    folder = root / SWEEPS_DIR / name
+    (folder / "base.yaml").write_text(yaml.safe_dump(info["base"], sort_keys=False), encoding="utf-8")
+    (folder / "space.yaml").write_text(yaml.safe_dump(info["space_raw"], sort_keys=False), encoding="utf-8")
+    storage = info.get("storage", "")
+    _spawn(root, folder, ["--trials", str(info["trials"]), "--name", name, "--workers", str(max(1, int(info.get("workers") or 0))),
+                          "--pruner", str(info.get("pruner", "median")), "--seed", str(info.get("seed", 0)), "--resume",
+                          *(["--storage", storage] if _is_url(storage) else []),
+                          *(["--owner", owner or info["owner"]] if owner or info.get("owner") else [])])
     return folder
+
+
+def stop(root: str | Path, name: str) -> str:
+    """Stop a sweep: its background process ends and its queued or running trials are cancelled (a resume runs
+    them again with the same settings). Returns what happened."""
+    import signal
+
+    import optuna
+
+    from core import jobs
+
+    root = Path(root)
+    info = _info(root, name)
+    pid = info.get("driver_pid")
+    stopped = jobs.pid_alive(pid)
+    if stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    cancelled = 0
+    for trial in load_study(root, name).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        run_id = trial.user_attrs.get("run_id")
+        if run_id:
+            with contextlib.suppress(jobs.JobError):
+                jobs.cancel(run_id, root)
+                cancelled += 1
+    return (f"sweep {name} stopped" if stopped else f"sweep {name} was not running") + f"; {cancelled} trial(s) cancelled"
 
 
 def load_space(path: str | Path) -> list[Dimension]:

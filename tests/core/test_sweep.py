@@ -158,3 +158,54 @@ def test_a_sweep_over_two_workers_on_postgresql(tmp_path):
     assert {j.worker for j in ran} == {"w1", "w2"} and all(j.returncode == 0 and j.owner == "ada" for j in ran)
     assert result.best_test["run_id"] == result.best["run_id"] and "best trial on the test split" in log
     assert runs.read_json(tmp_path / result.best["run_id"] / runs.REPORT)["eval_split"] == "test"
+
+
+def _study_with_a_queued_trial(root, name):
+    from core import jobs
+    from core.sweep import _make_trial_run, open_storage, storage_of
+
+    where = storage_of(root, name, None)
+    study = optuna.create_study(study_name=name, storage=open_storage(where), direction="minimize")
+    space = parse_space({"train.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}})
+    trial = study.ask()
+    _, run_dir = _make_trial_run(study, trial, space, base(root), name, where, "median", "loss")
+    jobs.queue_existing(root, run_dir, "train", "ada")
+    return study, space, trial, run_dir
+
+
+def test_resume_takes_a_trial_that_finished_while_the_sweep_was_gone(tmp_path):
+    """A queued trial's run went on without its sweep: resuming reads its outcome instead of running it again."""
+    study, space, trial, run_dir = _study_with_a_queued_trial(tmp_path, "gone")
+    runs.write_status(run_dir, state="completed")
+    runs.atomic_write_json(run_dir / runs.REPORT, {"best_metric": {"name": "loss", "value": 0.25}})
+    from core import jobs
+
+    with jobs._db(tmp_path) as con:  # its worker closed the job
+        con.execute("UPDATE jobs SET state='done'")
+    result = run_sweep(base(tmp_path), space, 1, name="gone", resume=True, workers=1, test=False)
+    assert [(t["state"], t["value"], t["run_id"]) for t in result.trials] == [("complete", 0.25, run_dir.name)]
+
+
+def test_stop_cancels_the_queued_trials_and_resume_starts_the_sweep_again(tmp_path, monkeypatch):
+    import json
+    import subprocess
+
+    from core import jobs, sweep
+
+    study, space, trial, run_dir = _study_with_a_queued_trial(tmp_path, "halt")
+    driver = subprocess.Popen(["sleep", "60"])
+    info = {"name": "halt", "storage": sweep.storage_of(tmp_path, "halt", None), "trials": 3, "workers": 2, "pruner": "median",
+            "seed": 0, "driver_pid": driver.pid, "base": base(tmp_path).to_dict(), "space_raw": sweep.raw_space(space), "owner": "ada"}
+    (tmp_path / "sweeps" / "halt" / "sweep.json").write_text(json.dumps(info))
+    with pytest.raises(SweepError, match="still running"):
+        sweep.resume_launch(tmp_path, "halt")
+    assert sweep.stop(tmp_path, "halt") == "sweep halt stopped; 1 trial(s) cancelled"
+    assert driver.wait(timeout=10) != 0 and jobs.latest_job(tmp_path, run_dir.name).state == "cancelled"
+    assert runs.read_status(run_dir)["state"] == "cancelled"
+
+    spawned = []
+    monkeypatch.setattr(sweep, "_spawn", lambda root, folder, args: spawned.append(args))
+    sweep.resume_launch(tmp_path, "halt")
+    args = spawned[0]
+    assert "--resume" in args and args[args.index("--workers") + 1] == "2" and args[args.index("--owner") + 1] == "ada"
+    assert sweep.load_space(tmp_path / "sweeps" / "halt" / "space.yaml") == space
