@@ -37,6 +37,7 @@ from core import runs, uploads
 WORKERS_DIR = "workers"  # <name>.lock (held while the worker lives) and <name>.json (its heartbeat)
 WORKER_LOG = "worker.log"
 HEARTBEAT_FRESH_S = 30.0  # a worker on another host counts as alive while its heartbeat is this recent
+STALE_ELSEWHERE_S = 300.0  # another host's running job, silent this long with its worker's heartbeat: interrupted
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 JOB_STATES = ("queued", "running", "done", "cancelled")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -279,7 +280,9 @@ def reconcile(root: str | Path, skip_jobs: set[int] | frozenset[int] = frozenset
     """Find runs whose trainer died without recording an outcome and mark them ``interrupted``.
 
     Any process may call this (the worker each tick, the dashboard on page load): a run counts as
-    orphaned only when its status says running and the pid in status.json is gone from this host.
+    orphaned only when its status says running and the pid in status.json is gone from this host (the
+    host it names); a job of another host when its worker's heartbeat and its run have been silent for
+    ``STALE_ELSEWHERE_S``.
     Returns the run ids it marked. ``skip_jobs``: the caller's own children, which it reaps itself
     (a child that just exited is a zombie until then, and only the parent learns its exit code).
     """
@@ -287,7 +290,12 @@ def reconcile(root: str | Path, skip_jobs: set[int] | frozenset[int] = frozenset
     marked = []
     host = socket.gethostname()
     for job in list_jobs(root, ("running",)):
-        if job.id in skip_jobs or job.host not in (None, host) or pid_alive(job.pid):
+        if job.host not in (None, host):
+            if _gone_elsewhere(root, job):
+                _finish_job(root, job, None, runs.read_status(job.run_dir))
+                marked.append(job.run_id)
+            continue
+        if job.id in skip_jobs or pid_alive(job.pid):
             continue
         if job.pid is None and time.time() - (job.claimed or 0) < 60:
             continue  # claimed a moment ago: the worker is starting its trainer
@@ -302,11 +310,23 @@ def reconcile(root: str | Path, skip_jobs: set[int] | frozenset[int] = frozenset
             if not run_dir.is_dir() or run_dir.name in active:
                 continue
             status = runs.read_status(run_dir)
-            if status.get("state") == "running" and not pid_alive(status.get("pid")):
+            if status.get("state") == "running" and status.get("host", host) == host and not pid_alive(status.get("pid")):
                 mark_interrupted(root, run_dir, f"The training process (pid {status.get('pid')}) is gone; it stopped "
                                                 "without recording an outcome (crash, kill or machine restart).")
                 marked.append(run_dir.name)
     return marked
+
+
+def _gone_elsewhere(root: Path, job: Job) -> bool:
+    """A job running on another host whose worker has stopped its heartbeat and whose run has written nothing
+    for ``STALE_ELSEWHERE_S``: that machine died (or lost the shared filesystem). Its pid can't be checked here."""
+    now = time.time()
+    info = runs.read_json(_info_path(root, job.worker)) if job.worker else None
+    if info and now - float(info.get("heartbeat") or 0) < STALE_ELSEWHERE_S:
+        return False
+    newest = max((p.stat().st_mtime for p in (Path(job.run_dir, runs.EVENTS), Path(job.run_dir, runs.STATUS)) if p.exists()),
+                 default=job.claimed or 0)
+    return now - newest > STALE_ELSEWHERE_S
 
 
 def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, Any] | None = None) -> None:

@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -133,7 +134,8 @@ def run_training(
     prior = 0.0
     if resume:
         prior = max((e.get("time", 0.0) for e in read_events(run_dir / runs.EVENTS)[0]), default=0.0)
-    runs.write_status(run_dir, state="running", pid=os.getpid(), started=time.time(), error=None, finished=None)
+    runs.write_status(run_dir, state="running", pid=os.getpid(), host=socket.gethostname(), started=time.time(), error=None,
+                      finished=None)
     runs.index_run(config.runs_root, run_dir)
 
     stop_signal = {"hit": False}

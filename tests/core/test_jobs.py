@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -185,3 +186,20 @@ def test_delete_refuses_an_active_run_and_removes_a_finished_one(root):
     assert all(s.run_id != queued for s in runs.list_runs(root))
     with pytest.raises(jobs.JobError, match="does not exist"):
         jobs.cancel(queued, root)
+
+
+def test_a_job_on_a_machine_that_went_silent_is_marked_interrupted(root, monkeypatch):
+    """Another host's job is left alone while its worker beats; when the worker and the run have both been silent
+    for STALE_ELSEWHERE_S, that machine is taken for dead and the job closed (a sweep waiting on it goes on)."""
+    run_id = jobs.submit(tiny_config(root, "far"), root)
+    with jobs._db(root) as con:
+        con.execute("UPDATE jobs SET state='running', host='elsewhere', worker='box-b', pid=4242, claimed=? WHERE run_id=?",
+                    (time.time(), run_id))
+    runs.write_status(root / run_id, state="running", pid=4242, host="elsewhere")
+    (root / jobs.WORKERS_DIR).mkdir(exist_ok=True)
+    runs.atomic_write_json(root / jobs.WORKERS_DIR / "box-b.json", {"host": "elsewhere", "heartbeat": time.time()})
+    assert jobs.reconcile(root) == [] and state(root, run_id) == "running"
+    monkeypatch.setattr(jobs, "STALE_ELSEWHERE_S", 0.0)
+    runs.atomic_write_json(root / jobs.WORKERS_DIR / "box-b.json", {"host": "elsewhere", "heartbeat": time.time() - 1})
+    assert jobs.reconcile(root) == [run_id]
+    assert state(root, run_id) == "interrupted" and jobs.latest_job(root, run_id).state == "done"
