@@ -1,7 +1,11 @@
 """Tuneboard dashboard router: page config, navigation, and the sidebar run picker bound to ``?run=<id>``.
 
 Deep links: ``?run=<id>`` selects a run on any page; ``?run=<id>&page=evaluation`` opens that
-run's report. The app never trains: pages submit jobs (core.jobs) and read run directories.
+run's report; ``/sweeps?sweep=<name>`` (or ``?page=sweeps&sweep=<name>``) opens a sweep. The app never
+trains: pages submit jobs and start sweeps (core.actions) and read run and sweep directories.
+
+Pages: Data, Strategy (with the sweep builder), Training, Evaluation, Compare, Sweeps, Deploy; a viewer's
+navigation has no Data and Strategy.
 
 The pages live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder beside the entrypoint,
 Streamlit 1.67 runs a server's first sessions in the legacy multipage mode (PagesManager.uses_pages_directory),
@@ -39,6 +43,7 @@ PAGES = {
     "training": st.Page("app_pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
     "evaluation": st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/fact_check:", url_path="evaluation"),
     "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    "sweeps": st.Page("app_pages/sweep.py", title="Sweeps", icon=":material/travel_explore:", url_path="sweeps"),
     "deploy": st.Page("app_pages/deploy.py", title="Deploy", icon=":material/rocket_launch:", url_path="deploy"),
 }
 
@@ -52,9 +57,9 @@ keep_draft()
 
 target = st.query_params.get("page")
 if target:
-    run = st.query_params.get("run")
+    kept = {k: st.query_params[k] for k in ("run", "sweep") if st.query_params.get(k)}
     if target in shown and shown[target].url_path != page.url_path:
-        st.switch_page(shown[target], query_params={"run": run} if run else None)
+        st.switch_page(shown[target], query_params=kept or None)
     del st.query_params["page"]  # already there, or an unknown page name: drop it
 
 with st.sidebar:

@@ -9,18 +9,20 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from core import actions
+from core import actions, sweep
 from core.access import AccessDenied, Action
-from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, TrainConfig, field_specs, from_dict
+from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, RunConfig, TrainConfig, field_specs, from_dict
 from core.jobs import JobError
 from core.uploads import display_name
 from ui import charts
-from ui.app_state import current_user, require, runs_root, select_run
+from ui.app_state import current_user, require, runs_root, seed, select_run, select_sweep
 from ui.forms import (
+    MODEL_SOURCES,
     STRATEGY_HELP,
     cli_command,
-    config_to_values,
+    form_state,
     key,
+    number_bounds,
     strategy_fields,
     train_fields,
     values_to_config,
@@ -30,6 +32,26 @@ from ui.forms import (
 from ui.html import md_literal
 from ui.preflight import model_facts, strategy_table
 from ui.runview import fmt_duration
+from ui.sweep_view import (
+    DEFAULT_TRIALS,
+    FIELDS_KEY,
+    YAML_KEY,
+    builder_space,
+    check_space,
+    choices_key,
+    default_range,
+    high_key,
+    log_key,
+    low_key,
+    objective,
+    proposed_name,
+    search_notes,
+    searchable_fields,
+    space_from_text,
+    space_yaml,
+    sweep_command,
+    taken_names,
+)
 from ui.widgets import draft_values, field_widget
 
 BUNDLED = ["bundled:minilm-l6"]
@@ -88,15 +110,13 @@ def load_yaml_into_form() -> None:
     except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as exc:
         st.session_state["yaml_error"] = f"{upload.name}: {exc}"
         return
-    st.session_state.update(config_to_values(config))
-    st.session_state["model_source"] = "Bundled" if config.model.name.startswith("bundled:") else "Local folder or hub id"
-    # The Data page's source widgets aren't drawn here, so Streamlit would forget values set for them
-    # now: hand the source over in a plain key that the Data page applies before drawing them.
-    st.session_state["pending_data_source"] = config.data.source
+    st.session_state.update(form_state(config))  # the data source goes to the Data page through pending_data_source
     st.session_state.pop("yaml_error", None)
 
 
 st.title("Strategy")
+if loaded := st.session_state.pop("sweep_loaded", None):  # "Use these settings" on the Sweeps page
+    st.toast(md_literal(loaded), icon=":material/input:")  # a toast: an element here would shift (and close) expanders below
 values = draft_values()
 task = values[key("run", "task")]
 source = values[key("data", "source")]
@@ -111,8 +131,8 @@ with st.sidebar.expander("Load a saved YAML config"):
 st.subheader("Model")
 left, right = st.columns([3, 2])
 with left:
-    origin = st.radio("Source", ["Bundled", "Local folder or hub id"], horizontal=True, key="model_source")
-    if origin == "Bundled":
+    origin = st.radio("Source", MODEL_SOURCES, horizontal=True, key="model_source")
+    if origin == MODEL_SOURCES[0]:
         if st.session_state.get(key("model", "name")) not in BUNDLED:
             st.session_state[key("model", "name")] = BUNDLED[0]
         st.selectbox("Model", BUNDLED, key=key("model", "name"), help="all-MiniLM-L6-v2, shipped with Tuneboard (works offline)")
@@ -230,6 +250,111 @@ if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", d
         select_run(first)
         st.switch_page("app_pages/training.py", query_params={"run": first})
 c2.caption("The run trains in a separate process: you can close the tab, refresh or open a second one.")
+
+# --- sweep ---------------------------------------------------------------------------------------------
+def start_yaml() -> None:
+    """Writing the space as YAML starts from the space built so far (unless some YAML was written before)."""
+    if st.session_state.get("sweep.as_yaml") and not st.session_state.get(YAML_KEY):
+        st.session_state[YAML_KEY] = st.session_state.get("sweep_built_yaml", "")
+
+
+def sweep_builder(config: RunConfig) -> None:
+    """The search space from the field metadata (or typed as YAML), the sweep's settings, and Start."""
+    st.caption(md_literal(f"A sweep trains one run per trial: this form's settings with the fields chosen here drawn by "
+                          f"Optuna's TPE sampler. It keeps the trial with the best {objective(config)}; trials that fall "
+                          "behind at an evaluation are pruned (stopped early). The test split is read once, for that "
+                          "trial only."))
+    as_yaml = st.toggle("Write the space as YAML", key="sweep.as_yaml", on_change=start_yaml,
+                        help="Type or paste a search space (a space.yaml of python -m core sweep); it is checked against "
+                             "the same field metadata as the builder's inputs.")
+    if as_yaml:
+        st.text_area("Search space (YAML)", key=YAML_KEY, height=180,
+                     placeholder="train.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}\nstrategy.kind: [full, lora]")
+        raw, space_error = space_from_text(st.session_state.get(YAML_KEY) or "")
+    else:
+        kinds_key = choices_key("strategy.kind")
+        chosen = st.session_state.get(FIELDS_KEY) or []
+        # A strategy's own options are offered for the strategies the sweep may draw (the kinds picked last run).
+        kinds = (st.session_state.get(kinds_key) or [kind]) if "strategy.kind" in chosen else [kind]
+        offered = searchable_fields(task, kinds)
+        seed(FIELDS_KEY, ["train.learning_rate"])
+        st.session_state[FIELDS_KEY] = [k for k in st.session_state[FIELDS_KEY] if k in offered]  # options of kinds no longer picked
+        fields = st.multiselect("Fields to search", list(offered), key=FIELDS_KEY, placeholder="choose the settings to search",
+                                help="Number fields get a range (within the field's own bounds), fields with choices a list; "
+                                     "pick strategy.kind to search strategies, and their own options are offered here too.")
+        for field_key in fields:
+            f = offered[field_key]
+            section, _, field_name = field_key.partition(".")
+            current = getattr(getattr(config, section), field_name)
+            label, *inputs = st.columns([2, 1, 1, 1] if f.kind != "choice" else [2, 3], vertical_alignment="bottom")
+            label.markdown(f"**{md_literal(field_key)}**", help=f.spec.get("help"))
+            if f.kind == "choice":
+                options = list(f.spec["choices"])
+                seed(choices_key(field_key), [current] if current in options else options[:1])
+                st.session_state[choices_key(field_key)] = [c for c in st.session_state[choices_key(field_key)] if c in options]
+                inputs[0].multiselect("choices", options, key=choices_key(field_key), label_visibility="collapsed",
+                                      placeholder="choose at least one")
+                continue
+            low, high, log = default_range(f, current)
+            cast = int if f.kind == "int" else float
+            seed(low_key(field_key), cast(low))
+            seed(high_key(field_key), cast(high))
+            bounds = {k: v for k, v in number_bounds(f.spec).items() if k in ("min_value", "max_value", "format", "step")}
+            if f.kind == "int":
+                bounds = {k: int(v) for k, v in bounds.items() if k in ("min_value", "max_value")} | {"step": 1}
+            inputs[0].number_input("low", key=low_key(field_key), **bounds)
+            inputs[1].number_input("high", key=high_key(field_key), **bounds)
+            if f.kind == "float":
+                seed(log_key(field_key), log)
+                inputs[2].checkbox("log scale", key=log_key(field_key), help="draw on a log scale (rates: each decade as likely)")
+        raw = builder_space([offered[k] for k in fields], st.session_state)
+        space_error = check_space(raw)
+        st.session_state["sweep_built_yaml"] = space_yaml(raw)  # what "Write the space as YAML" starts from
+        st.code(st.session_state["sweep_built_yaml"], language="yaml")
+    s1, s2, s3, s4 = st.columns(4)
+    seed("sweep.trials", DEFAULT_TRIALS)
+    trials = s1.number_input("Trials", min_value=1, max_value=500, step=1, key="sweep.trials",
+                             help="runs in all (pruned ones count: they end early)")
+    seed("sweep.workers", 1)
+    workers = s2.number_input("Trials at a time", min_value=1, max_value=16, step=1, key="sweep.workers",
+                              help="each trial is a queued run; the job worker trains this many at once (the queue limit "
+                                   "per user applies)")
+    seed("sweep.pruner", "median")
+    pruner = s3.selectbox("Pruner", sweep.PRUNERS, key="sweep.pruner",
+                          help="median: stop a trial whose validation value at an evaluation is below the median of earlier "
+                               "trials' at that step; halving: successive halving; none: every trial runs to its end")
+    proposed = proposed_name(config.name, taken_names(runs_root()))
+    s4.text_input("Sweep name", key="sweep.name", placeholder=proposed, help="letters, digits, '.', '_' and '-' (a folder "
+                  "under the runs folder); empty: the name shown")
+    sweep_name = str(st.session_state.get("sweep.name") or "").strip() or proposed
+    if space_error:  # parse_space's words: the field, and what its metadata allows
+        st.error(md_literal(space_error), icon=":material/error:")
+    for note in search_notes(raw, config, pruner):
+        st.caption(md_literal(note))
+    c1, c2 = st.columns([1, 3], vertical_alignment="center")
+    if c1.button("Start sweep", type="primary", icon=":material/travel_explore:", key="sweep_start",
+                 disabled=space_error is not None or preflight_problem is not None,
+                 help="Fix the search space first." if space_error else "Pre-flight found a problem with these settings: fix "
+                      "it first." if preflight_problem else None):
+        try:
+            actions.start_sweep(user, config, raw, int(trials), runs_root(), name=sweep_name, workers=int(workers), pruner=pruner)
+        except (sweep.SweepError, AccessDenied, actions.LimitReached, OSError) as exc:
+            st.error(md_literal(f"The sweep was not started: {exc}"), icon=":material/block:")
+        else:
+            select_sweep(sweep_name)
+            st.switch_page("app_pages/sweep.py", query_params={"sweep": sweep_name})
+    c2.caption(md_literal(f"Sweep {sweep_name}: {int(trials)} trials, {int(workers)} at a time. It runs in the background; "
+                          "follow it on the Sweeps page. The same from a shell, with this form's config saved as base.yaml "
+                          "(Show config) and the space above as space.yaml:"))
+    st.code(sweep_command(int(trials), int(workers), pruner, sweep_name), language="bash")
+
+
+# Keyed, and drawn only while open: its open state then survives reruns that add or remove elements above it (a
+# pre-flight's results, a message), which closed it under the user's hands.
+sweep_box = st.expander("Sweep: search these settings", icon=":material/travel_explore:", key="sweep_box", on_change="rerun")
+if sweep_box.open:
+    with sweep_box:
+        sweep_builder(config)
 
 with st.expander("Show config"):
     text = yaml_for_download(config, runs_root())

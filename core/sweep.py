@@ -29,6 +29,7 @@ import contextlib
 import math
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from core.config import SECTIONS, ConfigError, RunConfig, field_specs, from_dict
 SWEEPS_DIR = "sweeps"
 SWEEP_INFO = "sweep.json"  # sweeps/<name>/: the storage, the settings, the driver's pid (what the Sweep view reads)
 PRUNERS = ("median", "halving", "none")
+PRUNE_AFTER = 0.3  # a trial is judged by the pruner from this share of its steps on (its evaluations all reported)
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -176,6 +178,8 @@ class SweepResult:
     trials: list[dict[str, Any]]
     best: dict[str, Any] | None
     best_test: dict[str, Any] | None = None  # the best trial's test report (read once: test_best)
+    # A trial row's "value" is its final validation value when complete; Optuna keeps a pruned trial's last
+    # reported (intermediate) value there, which is not a result: read it as "where it stood when stopped".
 
 
 def _is_url(storage: str) -> bool:
@@ -220,21 +224,29 @@ class TrialWatch:
     """A trial's eye on its run's events: each evaluation is reported, and the pruner may stop the run.
 
     The same object serves a trial run in the sweep's process and one a worker runs (:func:`watch_run`).
+    Every evaluation is reported, but the pruner is asked only from :data:`PRUNE_AFTER` of the trial's
+    steps on: judged at its first evaluation, a trial that starts slowly (a low learning rate, warmup)
+    was pruned while it would have ended among the best (bench/results/sweep.md).
     """
 
     def __init__(self, trial: Any, metric: str, echo: Any = None):
         self.trial, self.metric, self.echo = trial, metric, echo
         self.pruned_at: int | None = None
+        self.total_steps: int | None = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.echo is not None:
             self.echo(event)
+        if event.get("type") == "start":
+            self.total_steps = int(event.get("total_steps") or 0) or None
         if event.get("type") == "eval" and self.pruned_at is None:
             value = (event.get("metrics") or {}).get(self.metric)
+            step = int(event["step"])
             if isinstance(value, (int, float)) and math.isfinite(value):
-                self.trial.report(float(value), int(event["step"]))
-                if self.trial.should_prune():
-                    self.pruned_at = int(event["step"])
+                self.trial.report(float(value), step)
+                judged = self.total_steps is None or step >= PRUNE_AFTER * self.total_steps
+                if judged and self.trial.should_prune():
+                    self.pruned_at = step
 
     def should_stop(self) -> bool:
         return self.pruned_at is not None
@@ -353,7 +365,8 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
     info = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
     runs.atomic_write_json(root / SWEEPS_DIR / name / SWEEP_INFO, {
         **info, "name": name, "storage": where, "metric": metric, "direction": direction, "trials": trials,
-        "workers": workers, "pruner": pruner, "seed": seed, "driver_pid": os.getpid(), "driver_started": time.time(),
+        "workers": workers, "pruner": pruner, "seed": seed, "driver_pid": os.getpid(), "driver_host": socket.gethostname(),
+        "driver_started": time.time(), "heartbeat": time.time(), "state": "running",
         "base": base.to_dict(), "space": [d.key for d in space], "space_raw": raw_space(space), "owner": owner})
     in_flight: dict[int, str] = {}  # trial number -> run id, trials whose runs go on in the queue
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # the sweep died during it
@@ -371,10 +384,17 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
     for values in enqueue or []:
         study.enqueue_trial(values, skip_if_exists=True)
 
+    last_beat = [0.0]
+
+    def beat_and_echo(event: dict[str, Any]) -> None:
+        _beat(root, name, last_beat)
+        if echo is not None:
+            echo(event)
+
     if workers == 0:
         def objective(trial: optuna.Trial) -> float:
             config, run_dir = _make_trial_run(study, trial, space, base, name, where, pruner, metric)
-            watch = TrialWatch(trial, metric, echo)
+            watch = TrialWatch(trial, metric, beat_and_echo)
             outcome = run_training(config, run_dir, echo=watch, should_stop=watch.should_stop)
             if watch.pruned_at is not None:
                 watch.record_pruned(run_dir, name)
@@ -396,6 +416,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
             if not jobs.worker_alive(root):
                 jobs.ensure_worker(root, concurrency=workers)
             time.sleep(poll_s)
+            _beat(root, name, last_beat)
             for number, run_id in list(in_flight.items()):
                 outcome = _outcome(root, run_id)
                 if outcome is not None:
@@ -405,6 +426,8 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
                         echo({"type": "trial", "number": number, "run_id": run_id, "state": outcome[0], "value": outcome[1]})
     if test:
         test_best(root, study)
+    info = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
+    runs.atomic_write_json(root / SWEEPS_DIR / name / SWEEP_INFO, {**info, "state": "finished", "heartbeat": time.time()})
     return summarize(name, where, study)
 
 
@@ -457,15 +480,44 @@ def test_best(root: Path, study: Any) -> dict[str, Any] | None:
     return best_test
 
 
+HEARTBEAT_S = 10.0  # how often a sweep's process touches its sweep.json (a driver on another host is judged by it)
+DRIVER_SILENT_S = 120.0
+
+
+def _beat(root: Path, name: str, last: list[float]) -> None:
+    """Touch sweep.json's heartbeat at most every HEARTBEAT_S (``last``: the caller's one-item memory)."""
+    from core import runs
+
+    now = time.time()
+    if now - last[0] < HEARTBEAT_S:
+        return
+    last[0] = now
+    path = root / SWEEPS_DIR / name / SWEEP_INFO
+    info = runs.read_json(path)
+    if info:
+        runs.atomic_write_json(path, {**info, "heartbeat": now})
+
+
+def driver_running(info: dict[str, Any]) -> bool:
+    """Whether the sweep's own process still runs: its pid on this host, its heartbeat on another."""
+    import socket
+
+    from core import jobs
+
+    if info.get("driver_host", socket.gethostname()) == socket.gethostname():
+        return jobs.pid_alive(info.get("driver_pid"))
+    return time.time() - float(info.get("heartbeat") or 0) < DRIVER_SILENT_S
+
+
 def list_sweeps(root: str | Path) -> list[dict[str, Any]]:
-    """Every sweep under the runs root (its ``sweep.json``), newest first, with whether its driver still runs."""
-    from core import jobs, runs
+    """Every sweep under the runs root (its ``sweep.json``), newest first, with whether its process still runs."""
+    from core import runs
 
     out = []
     for info_path in Path(root, SWEEPS_DIR).glob(f"*/{SWEEP_INFO}"):
         info = runs.read_json(info_path)
         if info and info.get("name"):
-            out.append({**info, "running": jobs.pid_alive(info.get("driver_pid"))})
+            out.append({**info, "running": driver_running(info)})
     return sorted(out, key=lambda i: i.get("driver_started") or 0, reverse=True)
 
 
@@ -527,12 +579,25 @@ def launch(base: RunConfig, raw: dict[str, Any], trials: int, *, name: str, work
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "base.yaml").write_text(yaml.safe_dump(base.to_dict(), sort_keys=False), encoding="utf-8")
     (folder / "space.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    _spawn(root, folder, ["--trials", str(trials), "--name", name, "--workers", str(workers), "--pruner", pruner,
-                          "--seed", str(seed), *(["--storage", storage] if storage else []), *(["--owner", owner] if owner else [])])
+    pid = _spawn(root, folder, ["--trials", str(trials), "--name", name, "--workers", str(workers), "--pruner", pruner,
+                                "--seed", str(seed), *(["--storage", storage] if storage else []),
+                                *(["--owner", owner] if owner else [])])
+    _starting(folder, name, pid, storage_of(root, name, storage), trials=trials, workers=workers, pruner=pruner, seed=seed,
+              base=base.to_dict(), space=list(raw), space_raw=raw, owner=owner)
     return folder
 
 
-def _spawn(root: Path, folder: Path, args: list[str]) -> None:
+def _starting(folder: Path, name: str, pid: int, storage: str, **settings: Any) -> None:
+    """sweep.json before the sweep's process writes its own: the page shows it starting (or that it died starting)."""
+    from core import runs
+
+    info = runs.read_json(folder / SWEEP_INFO) or {}
+    runs.atomic_write_json(folder / SWEEP_INFO, {**info, **settings, "name": name, "storage": storage, "driver_pid": pid,
+                                                 "driver_host": socket.gethostname(), "driver_started": time.time(),
+                                                 "heartbeat": time.time(), "state": "starting"})
+
+
+def _spawn(root: Path, folder: Path, args: list[str]) -> int:
     import subprocess
     import sys
 
@@ -542,8 +607,8 @@ def _spawn(root: Path, folder: Path, args: list[str]) -> None:
            "--space", str(folder / "space.yaml"), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(folder / "sweep.log", "ab") as log:
-        subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=jobs.REPO_ROOT, env=env,
-                         start_new_session=True)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=jobs.REPO_ROOT, env=env,
+                                start_new_session=True).pid
 
 
 def _info(root: Path, name: str) -> dict[str, Any]:
@@ -564,11 +629,10 @@ def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path
     import optuna
     import yaml
 
-    from core import jobs
 
     root = Path(root)
     info = _info(root, name)
-    if jobs.pid_alive(info.get("driver_pid")):
+    if driver_running(info):
         raise SweepError(f"sweep {name} is still running (pid {info['driver_pid']}); stop it first to resume it later")
     finished = load_study(root, name).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                                           optuna.trial.TrialState.PRUNED))
@@ -579,10 +643,11 @@ def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path
     (folder / "base.yaml").write_text(yaml.safe_dump(info["base"], sort_keys=False), encoding="utf-8")
     (folder / "space.yaml").write_text(yaml.safe_dump(info["space_raw"], sort_keys=False), encoding="utf-8")
     storage = info.get("storage", "")
-    _spawn(root, folder, ["--trials", str(info["trials"]), "--name", name, "--workers", str(max(1, int(info.get("workers") or 0))),
+    pid = _spawn(root, folder, ["--trials", str(info["trials"]), "--name", name, "--workers", str(max(1, int(info.get("workers") or 0))),
                           "--pruner", str(info.get("pruner", "median")), "--seed", str(info.get("seed", 0)), "--resume",
                           *(["--storage", storage] if _is_url(storage) else []),
                           *(["--owner", owner or info["owner"]] if owner or info.get("owner") else [])])
+    _starting(folder, name, pid, storage)
     return folder
 
 
@@ -598,7 +663,10 @@ def stop(root: str | Path, name: str) -> str:
     root = Path(root)
     info = _info(root, name)
     pid = info.get("driver_pid")
-    stopped = jobs.pid_alive(pid)
+    stopped = driver_running(info) and info.get("driver_host", socket.gethostname()) == socket.gethostname()
+    if driver_running(info) and not stopped:
+        raise SweepError(f"sweep {name} runs on {info['driver_host']}: stop it there (or wait {DRIVER_SILENT_S:.0f} s after "
+                         "that machine is gone)")
     if stopped:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

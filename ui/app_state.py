@@ -1,4 +1,4 @@
-"""The little state the dashboard keeps: the runs root and the selected run id (``?run=<id>``).
+"""The little state the dashboard keeps: the runs root, the selected run id (``?run=<id>``) and sweep (``?sweep=<name>``).
 
 Session state holds ids and small drafts only; everything durable is in the run directories.
 This is the one ui module that imports streamlit.
@@ -11,9 +11,10 @@ from pathlib import Path
 import streamlit as st
 
 RUN_KEY = "run_id"
+SWEEP_KEY = "sweep_name"
 DRAFT_KEY = "draft_id"
-# What a draft holds: the config form (cfg.*) and the Data page's own pickers.
-DRAFT_PREFIXES = ("cfg.", "col_")
+# What a draft holds: the config form (cfg.*), the Strategy page's sweep builder (sweep.*) and the Data page's own pickers.
+DRAFT_PREFIXES = ("cfg.", "sweep.", "col_")
 DRAFT_KEYS = ("data_source_kind", "data_sample", "data_path", "data_task", "data_upload_path", "model_source",
               "compare_kinds", "lr_proposed", "data_drop_duplicates")
 
@@ -88,6 +89,26 @@ def select_run(run_id: str | None) -> None:
         st.query_params["run"] = run_id
     elif "run" in st.query_params:
         del st.query_params["run"]
+
+
+def current_sweep() -> str | None:
+    """The sweep in the URL (``?sweep=``), else the last one picked in this session (written back to the URL)."""
+    from_url = st.query_params.get("sweep")
+    if from_url:
+        st.session_state[SWEEP_KEY] = from_url
+        return from_url
+    remembered = st.session_state.get(SWEEP_KEY)
+    if remembered:
+        st.query_params["sweep"] = remembered
+    return remembered
+
+
+def select_sweep(name: str | None) -> None:
+    st.session_state[SWEEP_KEY] = name
+    if name:
+        st.query_params["sweep"] = name
+    elif "sweep" in st.query_params:
+        del st.query_params["sweep"]
 
 
 def show_run_problem(run_id: str | None, problem: str | None) -> None:

@@ -277,3 +277,125 @@ def slice_figure(slicing: dict[str, Any]) -> go.Figure:
     fig.update_xaxes(type="category", title=html.escape(slicing["name"]))
     fig.update_yaxes(title=slicing["metric"])
     return _layout(fig, f"{slicing['metric'].capitalize()} by {html.escape(slicing['name'])}", height=300)
+
+
+# --- sweeps -------------------------------------------------------------------------------------------
+
+
+def best_so_far(values: Sequence[float], *, maximize: bool) -> list[float]:
+    """The running best of ``values`` in order (the highest so far, or the lowest when minimizing)."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else (max if maximize else min)(out[-1], v))
+    return out
+
+
+def trial_value(trial: dict[str, Any]) -> float | None:
+    """A sweep trial's value (a core.sweep.SweepResult row); for one without (running) the last value it reported.
+    Optuna keeps a pruned trial's last reported value as its value."""
+    value = trial.get("value")
+    if value is None and trial.get("intermediate"):
+        steps = trial["intermediate"]
+        value = steps[max(steps, key=int)]
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
+
+
+def sweep_history_figure(trials: Sequence[dict[str, Any]], *, metric: str, maximize: bool, uirevision: Any = None) -> go.Figure:
+    """Each trial's validation value by trial number: finished trials as dots, pruned ones as grey crosses at the
+    last value they reported, running ones as hollow dots, and the best so far among finished trials as a step line."""
+    ordered = sorted(trials, key=lambda t: t["number"])
+    done = [t for t in ordered if t["state"] == "complete" and trial_value(t) is not None]
+    fig = go.Figure()
+    styles = {"complete": ("finished", {"color": ACCENT, "size": 9}),
+              "pruned": ("pruned (last reported value)", {"color": "#94A3B8", "size": 10, "symbol": "x"}),
+              "running": ("running (latest value)", {"color": ACCENT, "size": 9, "symbol": "circle-open"})}
+    for state, (name, marker) in styles.items():
+        shown = [t for t in ordered if t["state"] == state and trial_value(t) is not None]
+        if shown:
+            fig.add_scatter(x=[t["number"] for t in shown], y=[trial_value(t) for t in shown], mode="markers", name=name,
+                            marker=marker, hovertemplate=f"trial %{{x}}: %{{y:.4f}} ({state})<extra></extra>")
+    if done:
+        fig.add_scatter(x=[t["number"] for t in done], y=best_so_far([trial_value(t) for t in done], maximize=maximize),
+                        mode="lines", line={"color": GOOD, "width": 2.5, "shape": "hv"},
+                        name=f"best so far ({'highest' if maximize else 'lowest'})")
+    last = max((t["number"] for t in ordered), default=0)
+    fig.update_xaxes(title="trial", range=[-0.5, last + 0.5], dtick=1 if last < 20 else None)  # no dot on the plot's edge
+    shown = [v for t in ordered if (v := trial_value(t)) is not None]
+    if shown and max(shown) - min(shown) < 1e-9:  # equal values: Plotly would span ±1 around them, a flat line at the bottom
+        pad = max(abs(shown[0]) * 0.05, 1e-3)
+        fig.update_yaxes(range=[shown[0] - pad, shown[0] + pad])
+    fig.update_yaxes(title=f"validation {metric}")
+    return _layout(fig, "Optimization history", height=360, uirevision=uirevision)
+
+
+def _log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+    """Ticks of a log10 axis, labelled with the values themselves."""
+    lo, hi = np.log10(low), np.log10(high)
+    decades = [float(e) for e in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)]
+    ticks = decades if len(decades) >= 2 else [float(v) for v in np.linspace(lo, hi, 4)]
+    return ticks, [f"{10 ** t:.0e}" if t.is_integer() else f"{10 ** t:.2g}" for t in ticks]
+
+
+def _linear_ticks(low: float, high: float, *, whole: bool) -> tuple[list[float], list[str]]:
+    ticks = np.linspace(low, high, 4)
+    if whole:  # an integer field's ticks on integers
+        ticks = np.unique(np.round(ticks))
+    return [float(t) for t in ticks], [f"{t:.3g}" for t in ticks]
+
+
+def parallel_figure(trials: Sequence[dict[str, Any]], axes: dict[str, dict[str, Any]], *, metric: str,
+                    maximize: bool) -> go.Figure:
+    """Parallel coordinates of the finished trials: one axis per searched field, then the validation value, each
+    line coloured by its value. Choices are drawn at integer positions named by ``ticktext``; a log-scale float
+    is drawn as its log10 (the axis label says so, its ticks name the values). A strategy's option that a trial
+    did not draw sits at a "not drawn" tick below the axis' range.
+
+    ``axes``: field -> {kind: float|int|categorical, log, low, high, choices} (ui.sweep_view.axes_of).
+    """
+    done = [t for t in sorted(trials, key=lambda t: t["number"]) if t["state"] == "complete" and trial_value(t) is not None]
+    values = [trial_value(t) for t in done]
+    dims = []
+    for key, axis in axes.items():
+        raw = [t["params"].get(key) for t in done]
+        missing = any(v is None for v in raw)
+        label = html.escape(key)
+        if axis["kind"] == "categorical":
+            choices = list(axis["choices"])
+            codes = [choices.index(v) if v in choices else len(choices) for v in raw]
+            names = [html.escape(str(c)) for c in choices] + (["not drawn"] if missing else [])
+            dims.append({"label": label, "values": codes, "tickvals": list(range(len(names))), "ticktext": names,
+                         "range": [-0.25, len(names) - 0.75]})
+            continue
+        log = bool(axis.get("log"))
+        low, high = (float(axis["low"]), float(axis["high"]))
+        scaled_low, scaled_high = (np.log10(low), np.log10(high)) if log else (low, high)
+        span = (scaled_high - scaled_low) or 1.0
+        absent = scaled_low - 0.15 * span  # where a trial without this option is drawn
+        points = [absent if v is None else float(np.log10(v) if log else v) for v in raw]
+        dim: dict[str, Any] = {"label": f"{label}<br>(log10 scale)" if log else label, "values": points,
+                               "range": [absent if missing else scaled_low, scaled_high]}
+        if log or missing:
+            ticks, text = _log_ticks(low, high) if log else _linear_ticks(low, high, whole=axis["kind"] == "int")
+            dim["tickvals"] = ([absent] if missing else []) + ticks
+            dim["ticktext"] = (["not drawn"] if missing else []) + text
+        dims.append(dim)
+    value_name = f"validation {html.escape(metric)}"
+    dims.append({"label": value_name, "values": values})
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims,
+        # the last axis is the value itself: no colour bar repeating it
+        line={"color": values, "colorscale": "Viridis", "reversescale": not maximize, "showscale": False},
+        labelangle=0, labelside="top", labelfont={"size": 13}, tickfont={"size": 11}))
+    _layout(fig, None, height=420)
+    # The first and last axes sit on the plot's edges with their labels centred on them: room for those labels
+    return fig.update_layout(margin={"l": 90, "r": 90, "t": 80, "b": 30})
+
+
+def importance_figure(importances: dict[str, float]) -> go.Figure:
+    """Each searched field's share of the objective's variance (Optuna's fANOVA), largest on top."""
+    ordered = sorted(importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure()
+    fig.add_bar(x=[v for _, v in ordered], y=[html.escape(k) for k, _ in ordered], orientation="h", marker={"color": ACCENT},
+                hovertemplate="%{y}: %{x:.1%}<extra></extra>")
+    fig.update_xaxes(title="share of the variance of the validation value", tickformat=".0%", range=[0, 1])
+    return _layout(fig, "Parameter importances", height=max(200, 60 + 40 * len(ordered)))

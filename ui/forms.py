@@ -120,6 +120,17 @@ def config_to_values(config: RunConfig) -> dict[str, Any]:
     return values
 
 
+MODEL_SOURCES = ("Bundled", "Local folder or hub id")  # the Strategy page's model source radio
+
+
+def form_state(config: RunConfig) -> dict[str, Any]:
+    """Session values that put ``config`` into the Strategy page's form: every ``cfg.<section>.<field>``, the
+    model source radio, and ``pending_data_source``. The Data page's source widgets aren't drawn on another page,
+    so Streamlit would forget values set for them there: the Data page applies that plain key before drawing them."""
+    return {**config_to_values(config), "model_source": MODEL_SOURCES[0] if config.model.name.startswith("bundled:") else MODEL_SOURCES[1],
+            "pending_data_source": config.data.source}
+
+
 def values_to_config(values: dict[str, Any], strategy_kind: str | None = None) -> RunConfig:
     """Build (and validate) a RunConfig from widget values; ConfigError names the wrong field."""
     raw: dict[str, Any] = {section: {} for section in SECTIONS}

@@ -8,12 +8,14 @@ import streamlit as st
 
 from ui.forms import defaults, key, number_bounds, widget_kind
 
+KEPT_PREFIXES = ("cfg.", "sweep.")  # the config form and the Strategy page's sweep builder (no button keys there)
+
 
 def keep_draft() -> None:
     """Streamlit forgets a widget's value when a page run doesn't draw it (another page, a hidden
-    strategy option). Re-assigning the ``cfg.*`` keys once per run makes them plain session values
-    that survive; the router calls this before any page draws."""
-    for k in [k for k in st.session_state if str(k).startswith("cfg.")]:
+    strategy option). Re-assigning the ``cfg.*`` (and ``sweep.*``) keys once per run makes them plain session
+    values that survive; the router calls this before any page draws."""
+    for k in [k for k in st.session_state if str(k).startswith(KEPT_PREFIXES)]:
         st.session_state[k] = st.session_state[k]
 
 

@@ -64,7 +64,7 @@ def test_a_group_gives_its_role_and_an_unknown_identity_gets_no_access(sso_serve
     viewer.get_by_text("Logged in as gus@example.com (viewer)").wait_for()
     settle(viewer)
     nav = [t.split("\n")[-1].strip() for t in viewer.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
-    assert set(nav) == {"Training", "Evaluation", "Compare", "Deploy"}
+    assert set(nav) == {"Training", "Evaluation", "Compare", "Sweeps", "Deploy"}
     viewer.context.close()
 
     stranger = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()

@@ -75,7 +75,7 @@ def test_a_viewer_reads_the_evaluation_but_gets_no_launch_or_change_controls(sha
     page.get_by_role("heading", name="Evaluation").wait_for()
     assert f"run={three_class}" in page.url
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
-    assert set(nav_links(page)) == {"Training", "Evaluation", "Compare", "Deploy"}  # no Data, no Strategy
+    assert set(nav_links(page)) == {"Training", "Evaluation", "Compare", "Sweeps", "Deploy"}  # no Data, no Strategy
     page.get_by_role("tab", name=re.compile("Predict a file")).click()
     page.get_by_text("To upload you need the operator role, and vic is a viewer").wait_for()
     assert page.locator('[data-testid="stFileUploaderDropzoneInput"]').count() == 0
