@@ -289,7 +289,13 @@ def reconcile(root: str | Path, skip_jobs: set[int] | frozenset[int] = frozenset
     root = Path(root)
     marked = []
     host = socket.gethostname()
+    # A live worker reaps its own trainers: another that closed such a job the moment its trainer exited (a
+    # zombie until reaped) would lose the exit code. A worker of the same name started after the claim is a
+    # new one: the job is an orphan of the one before.
+    serving = {w["name"]: float(w.get("started") or 0) for w in live_workers(root)}
     for job in list_jobs(root, ("running",)):
+        if job.worker in serving and serving[job.worker] <= (job.claimed or 0):
+            continue
         if job.host not in (None, host):
             if _gone_elsewhere(root, job):
                 _finish_job(root, job, None, runs.read_status(job.run_dir))

@@ -54,6 +54,26 @@ def _unit(nodeid: str) -> str:
     return nodeid if path.rsplit("/", 1)[-1] in _SPREAD else path
 
 
+# The longest units first, the short ones after them to fill the gaps (longest processing time first): in
+# collection order a long unit handed out last kept one worker busy ~40 s after the other had finished.
+# Seconds of one worker, measured in `make test` (tests/browser/* and the files below; the rest are short).
+_LONGEST_FIRST = ("tests/browser/", "tests/core/test_compress.py", "tests/core/test_strategies.py", "tests/core/test_fuse.py",
+                  "tests/core/test_jobs.py", "tests/core/test_faults.py", "tests/core/test_recipe.py",
+                  "tests/core/test_sweep.py", "tests/core/test_explain.py", "tests/app/test_apptest_pages.py",
+                  "tests/core/test_distributed.py", "tests/core/test_equivalence.py", "tests/core/test_preflight.py")
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    if path.startswith("tests/browser/"):  # the unit of the 1600 walk is the second longest
+        return 0 if _unit(item.nodeid) == "tests/browser (a)" else 1
+    return next((i + 1 for i, p in enumerate(_LONGEST_FIRST) if path.startswith(p)), len(_LONGEST_FIRST) + 1)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: each file's tests keep their order
+
+
 if importlib.util.find_spec("xdist"):
     def pytest_xdist_make_scheduler(config, log):
         from xdist.scheduler import LoadScopeScheduling
@@ -61,6 +81,18 @@ if importlib.util.find_spec("xdist"):
         class ByUnit(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
                 return _unit(nodeid)
+
+            def _reschedule(self, node) -> None:
+                # A worker takes its next unit when one test is left, not three: a long unit grabbed while the
+                # worker still ran a walk waited there while the other worker sat idle.
+                if node.shutting_down:
+                    return
+                if not self.workqueue:
+                    node.shutdown()
+                    return
+                if self._pending_of(self.assigned_work[node]) > 1:
+                    return
+                self._assign_work_unit(node)
 
         config.option.loadscopereorder = False
         return ByUnit(config, log)

@@ -92,13 +92,14 @@ def download_csv(page, button_text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data)))
 
 
-def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> list[int]:
+def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None, only=None) -> list[int]:
     """Click each cell of the Evaluation page's confusion matrix at its centre and check what it lists.
 
     For every (gold, predicted) cell: the heading names that cell, the count equals the cell's number
     and the rows of ``truth`` (the run's predictions.parquet) with that pair, and every row of the
     cell's CSV download has that gold and that predicted label. Returns the counts, row by row.
-    ``on_cell(i, j)`` runs after each cell's checks (a screenshot, say).
+    ``on_cell(i, j)`` runs after each cell's checks (a screenshot, say). ``only``: the (row, column) cells
+    to open (default: all).
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -115,6 +116,8 @@ def open_every_confusion_cell(page, labels: list[str], truth, on_cell=None) -> l
     assert abs(box["width"] - side) <= 2 and abs(box["height"] - side) <= 2, f"the grid is {box}, not {side} px square"
     for i, gold in enumerate(labels):
         for j, pred in enumerate(labels):
+            if only is not None and (i, j) not in only:
+                continue
             settle(page)  # the chart redraws with the chosen cell outlined: wait for the new one
             heading = page.get_by_role("heading", name=f"True {gold}, predicted {pred}")
             for attempt in range(3):  # a click that lands while the chart remounts (new highlight) is lost: click again

@@ -16,7 +16,6 @@ from tests.browser.helpers import (
     choose,
     choose_starting,
     download_csv,
-    open_every_confusion_cell,
     set_number,
     settle,
     upload_on_data_page,
@@ -27,18 +26,6 @@ from tests.support.paths import DATA_FIXTURES
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WNUT_TYPES = {"company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product", "sportsteam", "tvshow"}
 WIDTHS = [{"width": 1280, "height": 720}, {"width": 1600, "height": 1000}]
-
-
-# At 1280 × 720, where the top row once hid under the header; the whole walk opens every cell of a real
-# run's matrix at both widths, and this seeded run has examples in every cell.
-@pytest.mark.parametrize("viewport", WIDTHS[:1], indirect=True, ids=["1280"])
-def test_every_confusion_cell_lists_its_own_examples(app_server, seeded_ids, page, shots, viewport):
-    url, root = app_server
-    run_id = seeded_ids["three_class"]
-    truth = pd.read_parquet(root / run_id / "predictions.parquet")
-    page.goto(f"{url}/evaluation?run={run_id}")
-    open_every_confusion_cell(page, ["fresh", "plot", "rotten"], truth,
-                              on_cell=lambda i, j: (i, j) == (0, 1) and shots(page, f"20_confusion_cell_{viewport['width']}"))
 
 
 def test_a_refresh_keeps_the_draft_and_tabs_keep_their_own(app_server, page, browser, shots, tmp_path):

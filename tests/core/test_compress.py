@@ -279,7 +279,7 @@ def test_cli_compress_several_methods_prints_the_variants_table(parent, capsys):
 
 
 def test_ner_exports_to_the_same_tags_and_distils_on_token_logits(tmp_path):
-    config = quick_config(tmp_path, name="ner", task="token", data={"source": "sample:wnut16", "max_train_samples": 300,
+    config = quick_config(tmp_path, name="ner", task="token", data={"source": "sample:wnut16", "max_train_samples": 200,
                                                                     "max_eval_samples": 100},
                           train={"epochs": 2, "learning_rate": 3e-4, "metric_for_best": "f1"})
     ner = run_training(config).run_dir
