@@ -13,6 +13,7 @@ from core import actions, sweep
 from core.access import AccessDenied, Action
 from core.config import STRATEGY_KINDS, ConfigError, ModelConfig, RunConfig, TrainConfig, field_specs, from_dict
 from core.jobs import JobError
+from core.serving import PathRefused
 from core.uploads import display_name
 from ui import charts
 from ui.app_state import current_user, require, runs_root, seed, select_run, select_sweep
@@ -244,8 +245,8 @@ if c1.button(label, type="primary", icon=":material/play_arrow:", key="start", d
              help="Pre-flight found a problem with these settings: fix it first." if preflight_problem else None):
     try:
         first, *_ = actions.submit(user, [config, *(with_strategy(config, other) for other in compare)], runs_root())
-    except (AccessDenied, actions.LimitReached, JobError) as exc:
-        st.error(str(exc), icon=":material/block:")
+    except (AccessDenied, actions.LimitReached, JobError, PathRefused) as exc:
+        st.error(md_literal(str(exc)), icon=":material/block:")
     else:
         select_run(first)
         st.switch_page("app_pages/training.py", query_params={"run": first})

@@ -100,7 +100,8 @@ def live(name: str, was_running: bool) -> None:
         return
     if info["running"] != was_running:
         st.rerun(scope="app")  # it ended (the best trial's test metrics, no refresh) or a resume started it
-    view = cached_sweep(str(root), info, storage_version(info))
+    steady = {k: v for k, v in info.items() if k != "heartbeat"}  # a heartbeat alone does not re-read the study
+    view = cached_sweep(str(root), steady, storage_version(info))
     counts = state_counts(view)
     st.text(status_line(view))
     st.caption(md_literal(settings_line(view)))
@@ -211,7 +212,8 @@ def stop_or_resume(name: str, info: dict) -> None:
 
 
 def unfinished(info: dict) -> bool:
-    view = cached_sweep(str(root), info, storage_version(info))
+    steady = {k: v for k, v in info.items() if k != "heartbeat"}  # a heartbeat alone does not re-read the study
+    view = cached_sweep(str(root), steady, storage_version(info))
     counts = state_counts(view)
     return counts["complete"] + counts["pruned"] < int(info.get("trials") or 0)
 

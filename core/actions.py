@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import audit, jobs, runs, serving, uploads, users
-from core.access import Action, User, check
+from core.access import AccessDenied, Action, User, check, refusal
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,40 @@ class LimitReached(PermissionError):
     """A configured limit refuses the action; the message names the limit and how to raise it."""
 
 
+def check_sources(user: User, config: Any, root: str | Path) -> None:
+    """The files and folders a config reads: a sample, a bundled model, an upload under the runs root or a hub id
+    for anyone who may train; any other server path only for a role that may read server paths, under the data
+    roots (a YAML config or a sweep must not read what the Data page would refuse).
+
+    Raises:
+        AccessDenied, serving.PathRefused: naming the field.
+    """
+    uploads_dir = (Path(root) / uploads.UPLOADS).resolve()
+    named = (("data.source", config.data.source), ("data.validation_source", config.data.validation_source),
+             ("data.test_source", config.data.test_source), ("model.name", config.model.name))
+    for field_name, value in named:
+        if not value or str(value).startswith(("sample:", "bundled:")):
+            continue
+        path = Path(str(value)).expanduser()
+        if field_name == "model.name" and not path.exists():
+            continue  # a hub id
+        resolved = path.resolve()
+        if resolved.is_relative_to(uploads_dir):
+            continue
+        if (why := refusal(user, Action.READ_SERVER_PATH)) is not None:
+            raise AccessDenied(f"{field_name} names a file on the server ({value}): {why} Upload the file instead.")
+        try:
+            serving.check_server_path(resolved)
+        except serving.PathRefused as exc:
+            raise serving.PathRefused(f"{field_name}: {exc}") from None
+
+
 def submit(user: User, configs: Sequence[Any], root: str | Path, *, start_worker: bool = True,
            limits: Limits | None = None) -> list[str]:
     """Queue one run per RunConfig, owned by ``user``; returns their run ids in queue order."""
     check(user, Action.TRAIN)
+    for config in configs:
+        check_sources(user, config, root)
     _check_queue_room(user, root, len(configs), limits)
     ids = [jobs.submit(config, root, owner=user.name) for config in configs]
     for run_id in ids:
@@ -51,6 +81,7 @@ def start_sweep(user: User, base: Any, raw_space: dict[str, Any], trials: int, r
     from core import sweep
 
     check(user, Action.TRAIN)
+    check_sources(user, base, root)  # the space can't name files: core.sweep.parse_space refuses those fields
     _check_queue_room(user, root, workers, limits)  # a sweep keeps ``workers`` trials queued or running at a time
     folder = sweep.launch(base.replace(output_dir=str(root)), raw_space, trials, name=name, workers=workers,
                           pruner=pruner, seed=seed, owner=user.name)

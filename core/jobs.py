@@ -292,9 +292,10 @@ def reconcile(root: str | Path, skip_jobs: set[int] | frozenset[int] = frozenset
     # A live worker reaps its own trainers: another that closed such a job the moment its trainer exited (a
     # zombie until reaped) would lose the exit code. A worker of the same name started after the claim is a
     # new one: the job is an orphan of the one before.
-    serving = {w["name"]: float(w.get("started") or 0) for w in live_workers(root)}
+    serving = {(w["name"], w.get("host", host)): float(w.get("started") or 0) for w in live_workers(root)}
     for job in list_jobs(root, ("running",)):
-        if job.worker in serving and serving[job.worker] <= (job.claimed or 0):
+        claimer = (job.worker, job.host or host)
+        if claimer in serving and serving[claimer] <= (job.claimed or 0):
             continue
         if job.host not in (None, host):
             if _gone_elsewhere(root, job):
@@ -610,25 +611,35 @@ def worker_info(root: str | Path) -> dict[str, Any] | None:
 _spawned: dict[str, subprocess.Popen[bytes]] = {}  # per app process and root: reaps exited workers, skips double starts
 
 
-def ensure_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float | None = None) -> bool:
+def ensure_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float | None = None, *,
+                  capacity: int | None = None, name: str | None = None) -> bool:
     """Start a worker for ``root`` unless one is alive; return True if one was started.
 
-    The worker gets its own session (a Ctrl-C in the app's terminal does not stop training) and
-    watches this process: when the app is gone it finishes the running jobs and exits.
+    ``capacity``: start one (named ``name``, with the missing concurrency) unless the live workers together
+    run that many jobs at once already (a sweep's trials at a time). The worker gets its own session (a
+    Ctrl-C in the app's terminal does not stop training) and watches this process: when the app is gone it
+    finishes the running jobs and exits.
     """
     root = Path(root).resolve()
     _reap_spawned()
-    if worker_alive(root):
-        return False
+    if capacity is None:
+        if worker_alive(root):
+            return False
+    else:
+        have = sum(int(w.get("concurrency") or 1) for w in live_workers(root))
+        spawned = _spawned.get(f"{root}:{name}")
+        if have >= capacity or spawned is not None and spawned.poll() is None:
+            return False
+        concurrency = capacity - have
     root.mkdir(parents=True, exist_ok=True)
     idle = DEFAULT_IDLE_EXIT_S if idle_exit_s is None else idle_exit_s
     cmd = [sys.executable, "-m", "core", "--root", str(root), "worker", "--concurrency", str(concurrency),
-           "--idle-exit", str(idle), "--parent-pid", str(os.getpid())]
+           "--idle-exit", str(idle), "--parent-pid", str(os.getpid()), *(["--name", name] if name else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(root / WORKER_LOG, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=REPO_ROOT, env=env, start_new_session=True)
-    _spawned[str(root)] = proc
+    _spawned[str(root) if capacity is None else f"{root}:{name}"] = proc
     return True
 
 

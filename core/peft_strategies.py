@@ -116,7 +116,9 @@ def build_adalora(model: torch.nn.Module, config: RunConfig, num_train_rows: int
     if s.adalora_target_r > s.lora_r:
         raise StrategyError(f"strategy.adalora_target_r={s.adalora_target_r} is above strategy.lora_r={s.lora_r} "
                             "(the starting rank); AdaLoRA only prunes rank. Fix: adalora_target_r <= lora_r.")
-    _, total = plan_steps(num_train_rows, config.train)
+    from core.device import process_rank
+
+    _, total = plan_steps(num_train_rows, config.train, process_rank()[1])  # the loop's count, under torchrun too
     if total < 3:
         raise StrategyError(f"adalora needs at least 3 optimizer steps to reallocate rank; this run has {total}. "
                             "Fix: more epochs, more rows or a smaller batch_size.")

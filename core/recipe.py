@@ -127,8 +127,12 @@ def run_training(
     if resume and not checkpoint_dir.exists():
         raise RunFailed(run_dir, f"Run {run_dir.name} has no checkpoint to resume from ({checkpoint_dir} is missing).")
     if not main:
-        return _train_and_report(config, run_dir, lambda event: None, should_stop or (lambda: False), resume,
-                                 hooks or RecipeHooks(), main=False)
+        # torchrun sends SIGTERM to every process: the others keep going until the main one's stop reaches them
+        # (core.loop's agreed stop), so the run still ends with a checkpoint.
+        if _main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        return _train_and_report(config, run_dir, lambda event: None, lambda: False, resume, hooks or RecipeHooks(),
+                                 main=False)
     runs.atomic_write_json(run_dir / runs.CONFIG, config.to_dict())
     Path(run_dir, runs.CANCEL_FLAG).unlink(missing_ok=True)
     prior = 0.0
@@ -144,7 +148,8 @@ def run_training(
         stop_signal["hit"] = True
 
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
-    stop = should_stop or (lambda: runs.cancel_requested(run_dir) or stop_signal["hit"])
+    # A caller's stop (a sweep's pruner) adds to the cancel flag and SIGTERM; it never replaces them.
+    stop = lambda: runs.cancel_requested(run_dir) or stop_signal["hit"] or bool(should_stop and should_stop())  # noqa: E731
 
     with EventWriter(run_dir / runs.EVENTS, time_offset=prior, echo=echo) as events:
         try:
@@ -219,6 +224,10 @@ def _train_and_report(config: RunConfig, run_dir: Path, events: EventSink, stop:
 def _train_and_evaluate(config: RunConfig, run_dir: Path, events: EventSink, stop: Callable[[], bool], resume: bool,
                         hooks: RecipeHooks, main: bool, accelerator: Any, t0: float) -> RunOutcome:
     task = config.task
+    if accelerator.num_processes > 1 and config.strategy.kind == "gradual_unfreeze":
+        # DDP all-reduces the parameters that train when it wraps the model: layers unfrozen later would drift apart.
+        raise ConfigError("strategy.kind", "gradual_unfreeze can't train on several processes (layers it unfreezes later "
+                                           "would not be synchronised); train it in one process, or pick another strategy")
     reset_peak_memory(accelerator.device)  # the device whose peak the loop reports; data loading counts too
     bundle = load_bundle(config.data, task)
     for warning in bundle.warnings:

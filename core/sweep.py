@@ -19,8 +19,8 @@ Storage: Optuna's journal file under ``<runs root>/sweeps/<name>/journal.log`` b
 parallel workers, optuna#820), or any RDB URL (PostgreSQL, MySQL). ``--resume NAME`` continues a sweep: finished
 trials are kept, a trial that was running when the sweep died is marked failed and its settings run again first.
 
-This slice runs trials in the calling process, one after another; trials through the job queue and several
-workers are issue #16's next slices.
+``--workers 0`` runs the trials in the calling process, one after another; ``--workers K`` queues them as jobs,
+K at a time, for the job workers (on this machine or others sharing the runs root and an RDB storage).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import math
 import os
 import re
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ SWEEPS_DIR = "sweeps"
 SWEEP_INFO = "sweep.json"  # sweeps/<name>/: the storage, the settings, the driver's pid (what the Sweep view reads)
 PRUNERS = ("median", "halving", "none")
 PRUNE_AFTER = 0.3  # a trial is judged by the pruner from this share of its steps on (its evaluations all reported)
+NOT_SEARCHED = frozenset({"data.source", "data.validation_source", "data.test_source", "model.name"})
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -88,6 +90,9 @@ def parse_space(raw: dict[str, Any]) -> list[Dimension]:
                          "train.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}")
     out = []
     for key, value in raw.items():
+        if key in NOT_SEARCHED:
+            raise SweepError(f"{key} names a file or a model, not a hyper-parameter: set it in the base config, and "
+                             "sweep one data set and model at a time")
         spec = _spec(str(key))
         strategies = tuple(spec.get("strategies") or ())
         if isinstance(value, list):
@@ -187,11 +192,27 @@ def _is_url(storage: str) -> bool:
 
 
 def open_storage(storage: str) -> Any:
-    """An RDB URL as Optuna takes it, or the journal file at that path."""
+    """An RDB URL as Optuna takes it (opened, so a wrong URL is said here), or the journal file at that path.
+
+    Raises:
+        SweepError: the database can't be reached or its driver is missing, or the journal can't be written.
+    """
+    import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return storage if _is_url(storage) else JournalStorage(JournalFileBackend(storage))
+    try:
+        if _is_url(storage):
+            return optuna.storages.RDBStorage(storage)
+        return JournalStorage(JournalFileBackend(storage))
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy, the DB driver or the OS: said with the storage, not a traceback
+        raise SweepError(f"can't open the sweep storage {_redacted(storage)} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+                         "Check the URL, that the database server runs and its driver is installed (PostgreSQL: psycopg), "
+                         "or leave --storage out for a journal file under the runs root") from None
+
+
+def _redacted(storage: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", storage)
 
 
 def check_name(name: str) -> str:
@@ -243,10 +264,15 @@ class TrialWatch:
             value = (event.get("metrics") or {}).get(self.metric)
             step = int(event["step"])
             if isinstance(value, (int, float)) and math.isfinite(value):
-                self.trial.report(float(value), step)
-                judged = self.total_steps is None or step >= PRUNE_AFTER * self.total_steps
-                if judged and self.trial.should_prune():
-                    self.pruned_at = step
+                try:
+                    self.trial.report(float(value), step)
+                    judged = self.total_steps is None or PRUNE_AFTER * self.total_steps <= step < self.total_steps
+                    if judged and self.trial.should_prune():
+                        self.pruned_at = step
+                except Exception as exc:  # noqa: BLE001 - the storage went away: the run trains on, unwatched
+                    print(f"warning: can't report to the sweep ({type(exc).__name__}: {exc}); no pruning from here on",
+                          file=sys.stderr)
+                    self.pruned_at, self.trial = None, _Unwatched()
 
     def should_stop(self) -> bool:
         return self.pruned_at is not None
@@ -263,17 +289,35 @@ class TrialWatch:
         shutil.rmtree(run_dir / Path(runs.CHECKPOINT_DIR).parent, ignore_errors=True)
 
 
+class _Unwatched:
+    def report(self, value: float, step: int) -> None:
+        pass
+
+    def should_prune(self) -> bool:
+        return False
+
+
 def watch_run(run_dir: Path, echo: Any = None) -> tuple[TrialWatch, str] | None:
     """The watch of a run that is a sweep's trial (it has ``trial.json``), with the sweep's name; else None."""
-    import optuna
-
     from core import runs
 
     link = runs.read_json(Path(run_dir, runs.TRIAL))
     if not link:
-        return None
+        return None  # before importing optuna: every queued training asks
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=link["study"], storage=open_storage(link["storage"]), pruner=_pruner(link["pruner"]))
+    try:
+        study = optuna.load_study(study_name=link["study"], storage=open_storage(link["storage"]), pruner=_pruner(link["pruner"]))
+        state = study._storage.get_trial(int(link["trial_id"])).state
+    except SweepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a study that is gone: the run trains on, unwatched
+        print(f"warning: sweep {link['study']} can't be read ({type(exc).__name__}); this run trains without pruning",
+              file=sys.stderr)
+        return None
+    if state.is_finished():  # the sweep has told this trial already (a run resumed by hand): train, unwatched
+        return None
     return TrialWatch(optuna.trial.Trial(study, int(link["trial_id"])), link["metric"], echo), link["study"]
 
 
@@ -297,13 +341,15 @@ def _outcome(root: Path, run_id: str | None) -> tuple[str, float | None] | None:
     if not run_id:
         return ("fail", None)
     run_dir = root / run_id
+    # The job first: it closes only after its trainer has exited, so the status read after it is the final one
+    # (a pruned trial's run says cancelled for a moment before it says pruned).
+    job = jobs.latest_job(root, run_id)
+    if job is not None and job.state in ("queued", "running"):
+        return None
     status = runs.read_status(run_dir)
     state = status.get("state")
     if state in ("queued", "running"):
-        job = jobs.latest_job(root, run_id)
-        if job is not None and job.state in ("queued", "running") or jobs.pid_alive(status.get("pid")):
-            return None
-        return ("fail", None)
+        return None if job is None and jobs.pid_alive(status.get("pid")) else ("fail", None)
     if state == "completed":
         value = ((runs.read_json(run_dir / runs.REPORT) or {}).get("best_metric") or {}).get("value")
         return ("complete", float(value)) if isinstance(value, (int, float)) else ("fail", None)
@@ -339,16 +385,22 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
 
     from core import jobs, runs
     from core.metrics import greater_is_better, resolve_metric_for_best
-    from core.recipe import run_training
+    from core.recipe import RunFailed, run_training
 
     if trials < 1:
         raise SweepError(f"--trials must be at least 1; got {trials}")
     if workers < 0:
         raise SweepError(f"--workers must be 0 (trials in this process) or more; got {workers}")
-    root = Path(base.runs_root)
+    root = Path(base.runs_root).resolve()  # the workers run elsewhere (cwd, machine): every path they get is absolute
+    base = base.replace(output_dir=str(root))
     name = check_name(name or f"{base.name}-sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    running = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
+    if running.get("driver_pid") != os.getpid() and running.get("state") != "starting" and driver_running(running):
+        raise SweepError(f"sweep {name} is running already (pid {running.get('driver_pid')} on "
+                         f"{running.get('driver_host', 'this host')}); stop it before resuming it here")
     where = storage_of(root, name, storage)
+    where = str(Path(where).resolve()) if not _is_url(where) else where
     store = open_storage(where)
     metric = resolve_metric_for_best(base.task, base.train.metric_for_best)
     direction = "maximize" if greater_is_better(metric) else "minimize"
@@ -377,7 +429,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
             _tell(study, stale.number, outcome)
         else:
             study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
-            if stale.params:
+            if stale.params:  # (settings that make no valid config are told FAIL when asked, never left running)
                 study.enqueue_trial(dict(stale.params))  # run again with the same settings, first
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     to_ask = max(0, trials - len(study.get_trials(deepcopy=False, states=finished)) - len(in_flight))
@@ -395,12 +447,17 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
         def objective(trial: optuna.Trial) -> float:
             config, run_dir = _make_trial_run(study, trial, space, base, name, where, pruner, metric)
             watch = TrialWatch(trial, metric, beat_and_echo)
-            outcome = run_training(config, run_dir, echo=watch, should_stop=watch.should_stop)
-            if watch.pruned_at is not None:
+            try:
+                outcome = run_training(config, run_dir, echo=watch, should_stop=watch.should_stop)
+            except RunFailed as exc:
+                raise SweepError(f"trial {trial.number} ({run_dir.name}) failed: {exc}") from None
+            if outcome.state == "cancelled" and watch.pruned_at is not None:
                 watch.record_pruned(run_dir, name)
                 raise optuna.TrialPruned()
-            if outcome.state != "completed":
-                raise SweepError(f"trial {trial.number} ({run_dir.name}) ended {outcome.state}")
+            if outcome.state != "completed":  # cancelled by hand or SIGTERM: the sweep stops with it
+                study.stop()
+                raise SweepError(f"trial {trial.number} ({run_dir.name}) ended {outcome.state}; the sweep stops "
+                                 "(--resume runs the trial again)")
             return float(outcome.report["best_metric"]["value"])
 
         if to_ask:
@@ -409,12 +466,19 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
         while to_ask or in_flight:
             while to_ask and len(in_flight) < workers:
                 trial = study.ask()
-                _, run_dir = _make_trial_run(study, trial, space, base, name, where, pruner, metric)
+                to_ask -= 1
+                try:
+                    _, run_dir = _make_trial_run(study, trial, space, base, name, where, pruner, metric)
+                except SweepError as exc:  # settings that make no valid config (a cross-field rule): that trial fails
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    if echo is not None:
+                        echo({"type": "trial", "number": trial.number, "run_id": None, "state": f"fail ({exc})", "value": None})
+                    continue
                 jobs.queue_existing(root, run_dir, "train", owner)
                 in_flight[trial.number] = run_dir.name
-                to_ask -= 1
-            if not jobs.worker_alive(root):
-                jobs.ensure_worker(root, concurrency=workers)
+            # K trials at a time need K job slots: a worker of this sweep makes up what the live ones lack.
+            jobs.ensure_worker(root, idle_exit_s=60, capacity=workers,
+                               name=f"{jobs.default_worker_name()}-sweep-{name}"[:64].rstrip("._-"))
             time.sleep(poll_s)
             _beat(root, name, last_beat)
             for number, run_id in list(in_flight.items()):
@@ -504,9 +568,20 @@ def driver_running(info: dict[str, Any]) -> bool:
 
     from core import jobs
 
+    if info.get("state") == "finished":
+        return False
     if info.get("driver_host", socket.gethostname()) == socket.gethostname():
-        return jobs.pid_alive(info.get("driver_pid"))
+        return jobs.pid_alive(info.get("driver_pid")) and _is_sweep_process(info.get("driver_pid"))
     return time.time() - float(info.get("heartbeat") or 0) < DRIVER_SILENT_S
+
+
+def _is_sweep_process(pid: Any) -> bool:
+    """The pid is still a ``core sweep`` process (not another that got the pid of one that ended)."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            return b"sweep" in f.read()
+    except (OSError, ValueError, TypeError):
+        return True  # no /proc to ask: trust the pid
 
 
 def list_sweeps(root: str | Path) -> list[dict[str, Any]]:
@@ -572,7 +647,8 @@ def launch(base: RunConfig, raw: dict[str, Any], trials: int, *, name: str, work
     _pruner(pruner)
     if trials < 1 or workers < 1:
         raise SweepError(f"a sweep from the dashboard needs at least 1 trial and 1 worker; got {trials} and {workers}")
-    root = Path(base.runs_root)
+    root = Path(base.runs_root).resolve()
+    base = base.replace(output_dir=str(root))
     folder = root / SWEEPS_DIR / check_name(name)
     if (folder / SWEEP_INFO).exists() or (folder / "journal.log").exists():
         raise SweepError(f"a sweep named {name!r} exists; pick another name")
@@ -630,7 +706,7 @@ def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path
     import yaml
 
 
-    root = Path(root)
+    root = Path(root).resolve()
     info = _info(root, name)
     if driver_running(info):
         raise SweepError(f"sweep {name} is still running (pid {info['driver_pid']}); stop it first to resume it later")
@@ -645,7 +721,7 @@ def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path
     storage = info.get("storage", "")
     pid = _spawn(root, folder, ["--trials", str(info["trials"]), "--name", name, "--workers", str(max(1, int(info.get("workers") or 0))),
                           "--pruner", str(info.get("pruner", "median")), "--seed", str(info.get("seed", 0)), "--resume",
-                          *(["--storage", storage] if _is_url(storage) else []),
+                          *(["--storage", storage] if storage and storage != storage_of(root, name, None) else []),
                           *(["--owner", owner or info["owner"]] if owner or info.get("owner") else [])])
     _starting(folder, name, pid, storage)
     return folder

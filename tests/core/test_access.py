@@ -176,3 +176,52 @@ def test_sharing_is_refused_until_someone_can_log_in(tmp_path):
     assert serving.share_problem(tmp_path) is None
     assert serving.is_loopback("127.0.0.1") and not serving.is_loopback("0.0.0.0") and not serving.is_loopback("")
     assert os.environ.get(serving.SHARED_ENV) is None  # the tests run in local mode
+
+
+def test_a_config_reads_server_files_only_for_who_may_and_under_the_data_roots(runs_root, tmp_path, monkeypatch):
+    """A loaded YAML config (or a sweep's base) can't read what the Data page would refuse: the file named in
+    data.source is checked for the role and the data roots when the run is queued."""
+    import dataclasses
+
+    outside = tmp_path / "private.csv"
+    outside.write_text("text,label\na,b\n")
+    inside = tmp_path / "data" / "ok.csv"
+    inside.parent.mkdir()
+    inside.write_text("text,label\na,b\n")
+    monkeypatch.setenv(serving.DATA_ROOTS_ENV, str(inside.parent))
+    operator, admin = User("olga", Role.OPERATOR), User("ada", Role.ADMIN)
+
+    def reading(source):
+        config = tiny_config(runs_root, "reads")
+        return config.replace(data=dataclasses.replace(config.data, source=str(source)))
+
+    with pytest.raises(AccessDenied, match=r"data.source names a file on the server .*private.csv.*Upload the file"):
+        actions.submit(operator, [reading(outside)], runs_root, start_worker=False)
+    with pytest.raises(serving.PathRefused, match="data.source: .*outside the data folders"):
+        actions.submit(admin, [reading(outside)], runs_root, start_worker=False)
+    upload = runs_root / ".uploads" / "olga" / "ab12" / "mine.csv"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("text,label\na,b\n")
+    assert len(actions.submit(operator, [reading(upload)], runs_root, start_worker=False)) == 1  # their upload
+    assert len(actions.submit(admin, [reading(inside)], runs_root, start_worker=False)) == 1
+    with pytest.raises(AccessDenied):  # a sweep's base config is checked the same way, before anything starts
+        actions.start_sweep(operator, reading(outside), {"train.learning_rate": [1e-4]}, 2, runs_root, name="peek")
+    assert not (runs_root / "sweeps" / "peek").exists()
+
+
+def test_sweeps_are_started_stopped_and_resumed_only_by_roles_that_may(runs_root, monkeypatch):
+    from core import sweep
+
+    viewer, olga, bob = User("vera", Role.VIEWER), User("olga", Role.OPERATOR), User("bob", Role.OPERATOR)
+    with pytest.raises(AccessDenied):
+        actions.start_sweep(viewer, tiny_config(runs_root), {"train.learning_rate": [1e-4]}, 2, runs_root, name="v")
+    (runs_root / "sweeps" / "olgas").mkdir(parents=True)
+    runs.atomic_write_json(runs_root / "sweeps" / "olgas" / "sweep.json", {"name": "olgas", "owner": "olga", "workers": 1})
+    monkeypatch.setattr(sweep, "stop", lambda root, name: "stopped")
+    monkeypatch.setattr(sweep, "resume_launch", lambda root, name, owner=None: runs_root)
+    for refused in (lambda: actions.stop_sweep(bob, runs_root, "olgas"), lambda: actions.resume_sweep(bob, runs_root, "olgas"),
+                    lambda: actions.stop_sweep(viewer, runs_root, "olgas")):
+        with pytest.raises(AccessDenied):  # another operator's sweep, or a viewer
+            refused()
+    assert actions.stop_sweep(olga, runs_root, "olgas") == "stopped"
+    assert actions.resume_sweep(User("ada", Role.ADMIN), runs_root, "olgas") == runs_root

@@ -31,6 +31,8 @@ def base(root):
     ({"strategy.kind": ["full", "nope"]}, "'nope' is not one of"),
     ({"strategy.kind": "full"}, "write a range as"),
     ({}, "the search space is empty"),
+    ({"data.source": ["/etc/passwd"]}, "names a file or a model, not a hyper-parameter"),
+    ({"model.name": ["/srv/models/x"]}, "names a file or a model"),
 ])
 def test_a_space_outside_the_fields_own_bounds_is_refused_naming_the_field(raw, message):
     with pytest.raises(SweepError, match=message):
@@ -118,7 +120,8 @@ def test_a_queued_trial_is_pruned_by_its_own_trainer(tmp_path):
     assert main(["--root", str(tmp_path), "train", "--config", str(run_dir / runs.CONFIG), "--run-dir", str(run_dir)]) == 0
     status = runs.read_status(run_dir)
     assert status["state"] == "pruned" and "Pruned by sweep far at step 2" in status["error"]
-    assert study.trials[2].intermediate_values == {2: pytest.approx(study.trials[2].intermediate_values[2])}
+    reported = study.trials[2].intermediate_values
+    assert list(reported) == [2] and reported[2] > 0.5  # its real validation loss at step 2, where it was pruned
     assert not (run_dir / runs.REPORT).exists() and not (run_dir / "checkpoints").exists()
 
 
@@ -189,11 +192,12 @@ def test_resume_takes_a_trial_that_finished_while_the_sweep_was_gone(tmp_path):
 def test_stop_cancels_the_queued_trials_and_resume_starts_the_sweep_again(tmp_path, monkeypatch):
     import json
     import subprocess
+    import sys
 
     from core import jobs, sweep
 
     study, space, trial, run_dir = _study_with_a_queued_trial(tmp_path, "halt")
-    driver = subprocess.Popen(["sleep", "60"])
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "sweep"])  # a "core sweep" by its command line
     info = {"name": "halt", "storage": sweep.storage_of(tmp_path, "halt", None), "trials": 3, "workers": 2, "pruner": "median",
             "seed": 0, "driver_pid": driver.pid, "base": base(tmp_path).to_dict(), "space_raw": sweep.raw_space(space), "owner": "ada"}
     (tmp_path / "sweeps" / "halt" / "sweep.json").write_text(json.dumps(info))
@@ -209,3 +213,27 @@ def test_stop_cancels_the_queued_trials_and_resume_starts_the_sweep_again(tmp_pa
     args = spawned[0]
     assert "--resume" in args and args[args.index("--workers") + 1] == "2" and args[args.index("--owner") + 1] == "ada"
     assert sweep.load_space(tmp_path / "sweeps" / "halt" / "space.yaml") == space
+
+
+class _AlwaysPrune:
+    def report(self, value, step):
+        self.last = (value, step)
+
+    def should_prune(self):
+        return True
+
+
+def test_the_pruner_judges_a_trial_from_30_percent_of_its_steps_and_never_at_its_end():
+    """Judged at its first evaluation, a slow start is pruned; at its last, a finished run would be called pruned."""
+    from core.sweep import TrialWatch
+
+    watch = TrialWatch(_AlwaysPrune(), "loss")
+    watch({"type": "start", "total_steps": 10})
+    watch({"type": "eval", "step": 2, "metrics": {"loss": 0.9}})
+    assert watch.pruned_at is None and watch.trial.last == (0.9, 2)  # reported, not judged
+    final = TrialWatch(_AlwaysPrune(), "loss")
+    final({"type": "start", "total_steps": 10})
+    final({"type": "eval", "step": 10, "metrics": {"loss": 0.5}})
+    assert final.pruned_at is None
+    watch({"type": "eval", "step": 3, "metrics": {"loss": 0.8}})
+    assert watch.pruned_at == 3 and watch.should_stop()

@@ -48,6 +48,10 @@ def test_tensorboard_gets_the_same_curves_as_the_events_file(tmp_path):
     assert logged["validation/accuracy"] == pytest.approx(evals, rel=1e-6)
 
 
-def test_a_tracker_that_is_not_installed_is_refused_saying_what_to_install(tmp_path):
+def test_a_tracker_that_is_not_installed_is_refused_saying_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(RunFailed, match="wandb is not installed here: pip install wandb"):
         run_training(tiny(tmp_path, "wandb"), None)
