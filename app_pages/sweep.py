@@ -151,8 +151,9 @@ def live(name: str, was_running: bool) -> None:
                        "finished trials). A guide, not a proof: with few trials it can change a lot.")
         else:
             st.markdown("**Parameter importances**")
-            st.caption("They appear once two or more trials have finished with different settings: each field's share "
-                       "of the spread of the validation values is estimated from the finished trials (fANOVA).")
+            st.caption("They appear once two or more trials have finished with different settings and different "
+                       "validation values (with all values equal there is no spread to explain): each field's share of "
+                       "the spread is estimated from the finished trials (fANOVA).")
     if counts["complete"] >= 2:  # one line alone compares nothing
         st.markdown("**Parallel coordinates**")
         st.plotly_chart(charts.parallel_figure(result.trials, view.axes, metric=result.metric, maximize=maximize),
