@@ -337,7 +337,16 @@ def _gone_elsewhere(root: Path, job: Job) -> bool:
 
 
 def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, Any] | None = None) -> None:
-    """Close a job row and make sure its run's status tells how it ended."""
+    """Close a job row and make sure its run's status tells how it ended.
+
+    The row is closed first, and only if it is still open: of two processes reconciling at once (a worker
+    and the dashboard), one closes it and says how the run ended; the other leaves both alone.
+    """
+    with _db(root) as con:
+        closed = con.execute("UPDATE jobs SET state='done', finished=?, returncode=? WHERE id=? AND state='running'",
+                             (time.time(), returncode, job.id)).rowcount
+    if not closed:
+        return
     status = status if status is not None else runs.read_status(job.run_dir)
     run_dir = Path(job.run_dir)
     if run_dir.exists() and status.get("state") in ("queued", "running") and not _queued_again(root, job):
@@ -355,8 +364,6 @@ def _finish_job(root: Path, job: Job, returncode: int | None, status: dict[str, 
         else:
             mark_interrupted(root, run_dir, f"The training process (pid {job.pid}) {why} without recording an outcome."
                              + (f" Last log lines: {log_tail}" if log_tail else ""))
-    with _db(root) as con:
-        con.execute("UPDATE jobs SET state='done', finished=?, returncode=? WHERE id=?", (time.time(), returncode, job.id))
 
 
 def _queued_again(root: Path, job: Job) -> bool:
