@@ -46,6 +46,11 @@ def cached_sweep(root_text: str, info: dict, version: tuple) -> SweepView:
     return read_sweep(root_text, info)
 
 
+def sweep_of(info: dict) -> SweepView:
+    steady = {k: v for k, v in info.items() if k != "heartbeat"}  # a heartbeat alone does not re-read the study
+    return cached_sweep(str(root), steady, storage_version(info))
+
+
 sweeps = sweep.list_sweeps(root)
 names = [s["name"] for s in sweeps]
 wanted = current_sweep()
@@ -100,8 +105,7 @@ def live(name: str, was_running: bool) -> None:
         return
     if info["running"] != was_running:
         st.rerun(scope="app")  # it ended (the best trial's test metrics, no refresh) or a resume started it
-    steady = {k: v for k, v in info.items() if k != "heartbeat"}  # a heartbeat alone does not re-read the study
-    view = cached_sweep(str(root), steady, storage_version(info))
+    view = sweep_of(info)
     counts = state_counts(view)
     st.text(status_line(view))
     st.caption(md_literal(settings_line(view)))
@@ -213,8 +217,7 @@ def stop_or_resume(name: str, info: dict) -> None:
 
 
 def unfinished(info: dict) -> bool:
-    steady = {k: v for k, v in info.items() if k != "heartbeat"}  # a heartbeat alone does not re-read the study
-    view = cached_sweep(str(root), steady, storage_version(info))
+    view = sweep_of(info)
     counts = state_counts(view)
     return counts["complete"] + counts["pruned"] < int(info.get("trials") or 0)
 

@@ -93,11 +93,9 @@ def resume_sweep(user: User, root: str | Path, name: str, limits: Limits | None 
     """Continue a stopped sweep in the background; its new trials are ``user``'s runs."""
     from core import sweep
 
-    info = sweep.list_sweeps(root)
-    owner = next((i.get("owner") for i in info if i.get("name") == name), None)
-    check(user, Action.RESUME, owner=owner)
-    workers = next((int(i.get("workers") or 1) for i in info if i.get("name") == name), 1)
-    _check_queue_room(user, root, max(1, workers), limits)
+    info = sweep.read_info(root, name)
+    check(user, Action.RESUME, owner=info.get("owner"))
+    _check_queue_room(user, root, max(1, int(info.get("workers") or 1)), limits)
     folder = sweep.resume_launch(root, name, owner=user.name)
     audit.record(root, user.name, "resume sweep", name)
     return folder
@@ -107,8 +105,7 @@ def stop_sweep(user: User, root: str | Path, name: str) -> str:
     """Stop a sweep and cancel its queued or running trials (its owner's, or an admin's action)."""
     from core import sweep
 
-    owner = next((i.get("owner") for i in sweep.list_sweeps(root) if i.get("name") == name), None)
-    check(user, Action.CANCEL, owner=owner)
+    check(user, Action.CANCEL, owner=sweep.read_info(root, name).get("owner"))
     message = sweep.stop(root, name)
     audit.record(root, user.name, "stop sweep", name)
     return message

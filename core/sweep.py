@@ -395,7 +395,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
     base = base.replace(output_dir=str(root))
     name = check_name(name or f"{base.name}-sweep")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    running = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
+    running = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}  # absent for a new sweep
     if running.get("driver_pid") != os.getpid() and running.get("state") != "starting" and driver_running(running):
         raise SweepError(f"sweep {name} is running already (pid {running.get('driver_pid')} on "
                          f"{running.get('driver_host', 'this host')}); stop it before resuming it here")
@@ -414,9 +414,8 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
                                 sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=workers > 1),
                                 pruner=_pruner(pruner))
     study.set_user_attr("metric", metric)
-    info = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
-    runs.atomic_write_json(root / SWEEPS_DIR / name / SWEEP_INFO, {
-        **info, "name": name, "storage": where, "metric": metric, "direction": direction, "trials": trials,
+    update_info(root, name, **{
+        "name": name, "storage": where, "metric": metric, "direction": direction, "trials": trials,
         "workers": workers, "pruner": pruner, "seed": seed, "driver_pid": os.getpid(), "driver_host": socket.gethostname(),
         "driver_started": time.time(), "heartbeat": time.time(), "state": "running",
         "base": base.to_dict(), "space": [d.key for d in space], "space_raw": raw_space(space), "owner": owner})
@@ -490,8 +489,7 @@ def run_sweep(base: RunConfig, space: list[Dimension], trials: int, *, name: str
                         echo({"type": "trial", "number": number, "run_id": run_id, "state": outcome[0], "value": outcome[1]})
     if test:
         test_best(root, study)
-    info = runs.read_json(root / SWEEPS_DIR / name / SWEEP_INFO) or {}
-    runs.atomic_write_json(root / SWEEPS_DIR / name / SWEEP_INFO, {**info, "state": "finished", "heartbeat": time.time()})
+    update_info(root, name, state="finished", heartbeat=time.time())
     return summarize(name, where, study)
 
 
@@ -544,22 +542,38 @@ def test_best(root: Path, study: Any) -> dict[str, Any] | None:
     return best_test
 
 
+def read_info(root: str | Path, name: str) -> dict[str, Any]:
+    """The sweep's ``sweep.json``.
+
+    Raises:
+        SweepError: there is no sweep of that name under ``root``.
+    """
+    from core import runs
+
+    info = runs.read_json(Path(root, SWEEPS_DIR, check_name(name), SWEEP_INFO))
+    if not info:
+        raise SweepError(f"there is no sweep {name!r} under {root} (python -m core sweep starts one)")
+    return info
+
+
+def update_info(root: str | Path, name: str, /, **changes: Any) -> None:
+    """Merge ``changes`` into the sweep's ``sweep.json`` (made if missing): written atomically, read by the page."""
+    from core import runs
+
+    path = Path(root, SWEEPS_DIR, check_name(name), SWEEP_INFO)
+    runs.atomic_write_json(path, {**(runs.read_json(path) or {}), **changes})
+
+
 HEARTBEAT_S = 10.0  # how often a sweep's process touches its sweep.json (a driver on another host is judged by it)
 DRIVER_SILENT_S = 120.0
 
 
 def _beat(root: Path, name: str, last: list[float]) -> None:
     """Touch sweep.json's heartbeat at most every HEARTBEAT_S (``last``: the caller's one-item memory)."""
-    from core import runs
-
     now = time.time()
-    if now - last[0] < HEARTBEAT_S:
-        return
-    last[0] = now
-    path = root / SWEEPS_DIR / name / SWEEP_INFO
-    info = runs.read_json(path)
-    if info:
-        runs.atomic_write_json(path, {**info, "heartbeat": now})
+    if now - last[0] >= HEARTBEAT_S:
+        last[0] = now
+        update_info(root, name, heartbeat=now)
 
 
 def driver_running(info: dict[str, Any]) -> bool:
@@ -596,15 +610,12 @@ def list_sweeps(root: str | Path) -> list[dict[str, Any]]:
     return sorted(out, key=lambda i: i.get("driver_started") or 0, reverse=True)
 
 
-def load_study(root: str | Path, name: str) -> Any:
-    """The Optuna study of the sweep ``name`` (from the storage its ``sweep.json`` names)."""
+def load_study(root: str | Path, name: str, info: dict[str, Any] | None = None) -> Any:
+    """The Optuna study of the sweep ``name`` (from the storage its ``sweep.json`` names; ``info``: that file,
+    when the caller has read it)."""
     import optuna
 
-    from core import runs
-
-    info = runs.read_json(Path(root, SWEEPS_DIR, check_name(name), SWEEP_INFO))
-    if not info:
-        raise SweepError(f"there is no sweep {name!r} under {root} (python -m core sweep starts one)")
+    info = info or read_info(root, name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.load_study(study_name=name, storage=open_storage(info["storage"]))
@@ -613,10 +624,8 @@ def load_study(root: str | Path, name: str) -> Any:
 
 
 def load_sweep(root: str | Path, name: str) -> SweepResult:
-    from core import runs
-
-    info = runs.read_json(Path(root, SWEEPS_DIR, check_name(name), SWEEP_INFO)) or {}
-    return summarize(name, info.get("storage", ""), load_study(root, name))
+    info = read_info(root, name)
+    return summarize(name, info.get("storage", ""), load_study(root, name, info))
 
 
 def importances(study: Any) -> dict[str, float]:
@@ -665,12 +674,8 @@ def launch(base: RunConfig, raw: dict[str, Any], trials: int, *, name: str, work
 
 def _starting(folder: Path, name: str, pid: int, storage: str, **settings: Any) -> None:
     """sweep.json before the sweep's process writes its own: the page shows it starting (or that it died starting)."""
-    from core import runs
-
-    info = runs.read_json(folder / SWEEP_INFO) or {}
-    runs.atomic_write_json(folder / SWEEP_INFO, {**info, **settings, "name": name, "storage": storage, "driver_pid": pid,
-                                                 "driver_host": socket.gethostname(), "driver_started": time.time(),
-                                                 "heartbeat": time.time(), "state": "starting"})
+    update_info(folder.parent.parent, name, **settings, name=name, storage=storage, driver_pid=pid,
+                driver_host=socket.gethostname(), driver_started=time.time(), heartbeat=time.time(), state="starting")
 
 
 def _spawn(root: Path, folder: Path, args: list[str]) -> int:
@@ -687,15 +692,6 @@ def _spawn(root: Path, folder: Path, args: list[str]) -> int:
                                 start_new_session=True).pid
 
 
-def _info(root: Path, name: str) -> dict[str, Any]:
-    from core import runs
-
-    info = runs.read_json(root / SWEEPS_DIR / check_name(name) / SWEEP_INFO)
-    if not info:
-        raise SweepError(f"there is no sweep {name!r} under {root}")
-    return info
-
-
 def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path:
     """Continue a stopped sweep in the background, its trials through the queue (the dashboard's Resume).
 
@@ -707,10 +703,10 @@ def resume_launch(root: str | Path, name: str, owner: str | None = None) -> Path
 
 
     root = Path(root).resolve()
-    info = _info(root, name)
+    info = read_info(root, name)
     if driver_running(info):
         raise SweepError(f"sweep {name} is still running (pid {info['driver_pid']}); stop it first to resume it later")
-    finished = load_study(root, name).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+    finished = load_study(root, name, info).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                                           optuna.trial.TrialState.PRUNED))
     if len(finished) >= int(info.get("trials") or 0):
         raise SweepError(f"sweep {name} has all its {info.get('trials')} trials; start a new sweep (or resume it from the "
@@ -737,7 +733,7 @@ def stop(root: str | Path, name: str) -> str:
     from core import jobs
 
     root = Path(root)
-    info = _info(root, name)
+    info = read_info(root, name)
     pid = info.get("driver_pid")
     stopped = driver_running(info) and info.get("driver_host", socket.gethostname()) == socket.gethostname()
     if driver_running(info) and not stopped:
@@ -747,7 +743,7 @@ def stop(root: str | Path, name: str) -> str:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     cancelled = 0
-    for trial in load_study(root, name).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    for trial in load_study(root, name, info).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         run_id = trial.user_attrs.get("run_id")
         if run_id:
             with contextlib.suppress(jobs.JobError):

@@ -71,44 +71,43 @@ def seed(widget_key: str, value: object) -> None:
     runs would make a new widget and drop the value."""
     if st.session_state.get(widget_key) is None:
         st.session_state[widget_key] = value
-def current_run_id() -> str | None:
-    """The run in the URL, else the last one picked in this session (written back to the URL)."""
-    from_url = st.query_params.get("run")
+def _from_url(param: str, key: str) -> str | None:
+    """``?<param>=`` in the URL, else the last value picked in this session (written back to the URL, so the
+    page stays reloadable and shareable)."""
+    from_url = st.query_params.get(param)
     if from_url:
-        st.session_state[RUN_KEY] = from_url
+        st.session_state[key] = from_url
         return from_url
-    remembered = st.session_state.get(RUN_KEY)
+    remembered = st.session_state.get(key)
     if remembered:
-        st.query_params["run"] = remembered  # keep the page reloadable and shareable
+        st.query_params[param] = remembered
     return remembered
+
+
+def _select(param: str, key: str, value: str | None) -> None:
+    st.session_state[key] = value
+    if value:
+        st.query_params[param] = value
+    elif param in st.query_params:
+        del st.query_params[param]
+
+
+def current_run_id() -> str | None:
+    """The run in the URL (``?run=``), else the last one picked in this session."""
+    return _from_url("run", RUN_KEY)
 
 
 def select_run(run_id: str | None) -> None:
-    st.session_state[RUN_KEY] = run_id
-    if run_id:
-        st.query_params["run"] = run_id
-    elif "run" in st.query_params:
-        del st.query_params["run"]
+    _select("run", RUN_KEY, run_id)
 
 
 def current_sweep() -> str | None:
-    """The sweep in the URL (``?sweep=``), else the last one picked in this session (written back to the URL)."""
-    from_url = st.query_params.get("sweep")
-    if from_url:
-        st.session_state[SWEEP_KEY] = from_url
-        return from_url
-    remembered = st.session_state.get(SWEEP_KEY)
-    if remembered:
-        st.query_params["sweep"] = remembered
-    return remembered
+    """The sweep in the URL (``?sweep=``), else the last one picked in this session."""
+    return _from_url("sweep", SWEEP_KEY)
 
 
 def select_sweep(name: str | None) -> None:
-    st.session_state[SWEEP_KEY] = name
-    if name:
-        st.query_params["sweep"] = name
-    elif "sweep" in st.query_params:
-        del st.query_params["sweep"]
+    _select("sweep", SWEEP_KEY, name)
 
 
 def show_run_problem(run_id: str | None, problem: str | None) -> None:
