@@ -39,6 +39,9 @@ LEVERS = [  # (label, strategy, epochs, A: tuneboard's defaults plus these, B: A
     ("fused AdamW, fp32", "full", 1, FP32, (*FP32, ("fused_adamw", False))),
     ("first-token top layer (vs every token)", "full", 1, (), (("cls_only_top_layer", False),)),
     ("first-token top layer, fp32", "full", 1, FP32, (*FP32, ("cls_only_top_layer", False))),
+    ("padding left out of the encoder, fp32 (bf16 training keeps it: levers-not-kept.md)", "full", 1, FP32,
+     (*FP32, ("skip_padding", False))),
+    ("padding left out of the encoder, LoRA, fp32", "lora", 1, FP32, (*FP32, ("skip_padding", False))),
     ("malloc thresholds (vs glibc defaults)", "full", 1, (), (("allocator", False),)),
     ("padding to a multiple of 8 (vs 1)", "full", 1, (), (("pad_to_multiple_of", 1),)),
     ("2 intra-op threads on 2 cores (vs 1)", "full", 1, (), (("threads", 1),)),
@@ -147,12 +150,13 @@ def markdown(report: dict[str, Any]) -> str:
         "subset. Evaluation: the same 1,000 validation rows, once, after training. Each cell is one run in a fresh process; "
         "the systems alternate. Throughput counts training steps only (no evaluation, no checkpoints); tokens are non-padding "
         f"tokens. Matmul peak (torch.mm): fp32 {peak['fp32']} GFLOP/s, bf16 {peak['bf16']} GFLOP/s; MFU is model FLOPs "
-        "(6 x layer params x tokens + attention; less for freeze and LoRA, see bench/common.py) against the peak of the dtype used. "
+        "(6 x layer params x tokens + attention; less for freeze and LoRA, see bench/common.py) against the peak of the dtype used; "
+        "work Tuneboard leaves out (the top layer's other tokens) still counts, as model FLOPs do by definition. "
         "hf_tutorial: Trainer, padding to 128, defaults; hf_tuned: + dynamic padding (multiple of 8) and length grouping; "
         "hf_best: + bf16; hf_best_malloc: hf_best given Tuneboard's malloc thresholds (a reference point: how much of the gap "
         "is the allocator). MB written: what the run wrote to disk (the Trainer runs here save nothing; Tuneboard "
-        "writes its best model and its resumable checkpoint, removed when the run completes; bench.command compares "
-        "like with like). Learning rates: 1e-4 (full, freeze), 1e-3 (LoRA r=8 on query/value); weight decay 0.01, "
+        "writes its best model, and a resumable checkpoint only at evaluations before the last, which these runs don't have; "
+        "bench.command compares like with like). Learning rates: 1e-4 (full, freeze), 1e-3 (LoRA r=8 on query/value); weight decay 0.01, "
         "6% warmup, linear decay, clipping at 1.0, seed 42, for every system.",
         "",
         "| strategy | epochs | system | dtype | train samples/s | train tokens/s | eval samples/s | MFU | peak RSS MB | wall s "
@@ -210,8 +214,11 @@ def levers_markdown(report: dict[str, Any]) -> str:
     lines = [f"Levers, {report['date']}: tuneboard with its defaults (A) and with one lever switched off (B), run as A, B pairs "
              f"in fresh processes, {report['steps']} optimizer steps each (load {report['load_start'][0]} → {report['load_end'][0]}).", "",
              "| lever | strategy, epochs | A samples/s | B samples/s | gain A/B | accuracy A / B |", "|---|---|---|---|---|---|"]
+    if report.get("partial"):
+        lines[0] = lines[0].replace(report["date"], report["partial"])
     results = report["results"]
-    for (label, strategy, epochs, _, _), a, b in zip(LEVERS, results[0::2], results[1::2], strict=False):
+    for a, b in zip(results[0::2], results[1::2], strict=True):
+        label, strategy, epochs = a["lever"], a["strategy"], a["epochs"]
         lines.append(f"| {label} | {strategy}, {epochs} | {a['train_samples_per_s']:.1f} | {b['train_samples_per_s']:.1f} | "
                      f"{a['train_samples_per_s'] / b['train_samples_per_s']:.2f}x | {a['accuracy']:.3f} / {b['accuracy']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -224,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", default="1,3", help="comma-separated subset of 1,3")
     parser.add_argument("--all-systems", action="store_true", help="run hf_best (and hf_tutorial) for every configuration")
     parser.add_argument("--levers", action="store_true", help="measure tuneboard's levers one by one instead (levers.json/md)")
+    parser.add_argument("--only", default="", help="with --levers: only the levers whose label contains this text (the others keep "
+                                                   "their results in levers.json)")
     parser.add_argument("--no-predict", action="store_true", help="skip the Predictor vs pipeline() measurement")
     parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
                         help="auto: Tuneboard's default and fp32 side by side with Trainer's variants; fp32: every system in fp32")
@@ -245,12 +254,14 @@ def main(argv: list[str] | None = None) -> None:
 
     native_bf16 = cpu_has_native_bf16()
     if args.levers:
-        for _, strategy, epochs, base, levers in LEVERS:
+        for label, strategy, epochs, base, levers in LEVERS:
+            if args.only and args.only not in label:
+                continue
             spec = Spec("tuneboard", strategy, epochs, steps=args.steps, levers=base, out_dir=str(runs_root))
             facts = data_facts(spec)
-            results.append(measure(spec, facts, peak))
+            results.append({**measure(spec, facts, peak), "lever": label})
             variant = Spec("tuneboard", strategy, epochs, steps=args.steps, levers=levers, out_dir=str(runs_root))
-            results.append(measure(variant, facts, peak))
+            results.append({**measure(variant, facts, peak), "lever": label})
     else:
         configs = [(s, int(e)) for s in args.strategies.split(",") for e in args.epochs.split(",")]
         for i, (strategy, epochs) in enumerate(configs):
@@ -274,6 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.levers:
         report.update(load_end=load_avg(), minutes=(time.monotonic() - started) / 60)
+        if args.only and (out / "levers.json").exists():  # the levers not measured again keep their last pair
+            measured = {r["lever"] for r in results}
+            earlier = json.loads((out / "levers.json").read_text())
+            kept = [r for r in earlier["results"] if r.get("lever") not in measured]
+            report["results"] = [r for label, *_ in LEVERS for r in kept + results if r.get("lever") == label]
+            report["partial"] = f"{earlier['date']}; measured again {report['date']}: {sorted(measured)}"
         (out / "levers.json").write_text(json.dumps(report, indent=2))
         (out / "levers.md").write_text(levers_markdown(report))
         print(levers_markdown(report))

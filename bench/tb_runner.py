@@ -43,6 +43,8 @@ def apply_levers(levers: dict[str, Any]) -> dict[str, Any]:
         core.loop.use_cls_only_top_layer = compiled
     if levers.get("cls_only_top_layer") is False:
         train_overrides["cls_only_top_layer"] = False
+    if levers.get("skip_padding") is False:
+        train_overrides["skip_padding"] = False
     if levers.get("allocator") is False:
         core.loop.tune_cpu_allocator = lambda: None
     if "pad_to_multiple_of" in levers:

@@ -76,6 +76,11 @@ def _first_token_forward(self: nn.Module, hidden_states: torch.Tensor, attention
     return self.output(self.intermediate(attention_output), attention_output)
 
 
+def first_token_only(layer: nn.Module) -> bool:
+    """Whether :func:`use_cls_only_top_layer` made ``layer`` compute its first token only (core.unpadded asks)."""
+    return getattr(layer.__dict__.get("forward"), "__func__", None) is _first_token_forward
+
+
 def use_cls_only_top_layer(model: nn.Module) -> bool:
     """Make the top layer of ``model`` compute its first token only; False (and nothing changed) where unsupported."""
     if not supports(model):

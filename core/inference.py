@@ -22,6 +22,8 @@ from core.device import autocast
 from core.metrics import sigmoid, softmax
 from core.model_format import load_saved
 from core.tokenize import IGNORE_INDEX, PaddingCollator, eval_batches
+from core.unpadded import pays_off as unpadded_pays_off
+from core.unpadded import use_unpadded_encoder
 
 MEMBERS_DIR = "members"  # an ensemble's model/: one folder per member run (core.fuse), hard links to its model/
 
@@ -50,6 +52,8 @@ class Predictor:
         if self.device.type == "cpu":
             use_eager_attention(self.model)  # 2% (fp32) to 7% (bf16) more texts/s than SDPA on the CPU
         use_cls_only_top_layer(self.model)  # sequence tasks: the same logits, ~1/7 less work (core/cls_top_layer.py)
+        if unpadded_pays_off(self.device):
+            use_unpadded_encoder(self.model)  # the same logits, 7% (fp32) to 10% (bf16) more texts/s (core/unpadded.py)
         self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", 512))
         self.collator = PaddingCollator(self.tokenizer.pad_token_id or 0, "token" if self.task == "token" else "single_label")
 

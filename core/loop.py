@@ -49,6 +49,8 @@ from core.metrics import greater_is_better
 from core.schedule import lr_schedule, plan_steps
 from core.strategy_plan import StrategyPlan
 from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, PaddingCollator, eval_batches
+from core.unpadded import pays_off as unpadded_pays_off
+from core.unpadded import restore_encoder, use_unpadded_encoder
 
 LOOP_STATE = "loop_state.json"
 RNG_STATE = "rng_state.pt"
@@ -88,6 +90,9 @@ class TrainResult:
     peak_memory_mb: float = 0.0
     # train_seconds less the time spent evaluating and saving checkpoints: what throughput is measured against.
     step_seconds: float = 0.0
+    # The validation predictions of the best evaluation (None after a resume that had none since): the
+    # final report reuses them instead of predicting the validation split again with the same weights.
+    best_predictions: Predictions | None = None
 
 
 @dataclass
@@ -252,6 +257,8 @@ def train(
     if accelerator.device.type == "cpu" and cfg.fast_cpu_dropout:
         use_cpu_dropout(plan.model)  # dropout was 22% of a CPU step; see core/cpu_dropout.py
     cls_only = cfg.cls_only_top_layer and use_cls_only_top_layer(plan.model)  # see core/cls_top_layer.py
+    unpadded = (cfg.skip_padding and unpadded_pays_off(accelerator.device, resolve_precision(cfg.precision, config.task))
+                and use_unpadded_encoder(plan.model))  # see core/unpadded.py
     model, optimizer, scheduler = accelerator.prepare(plan.model, optimizer, scheduler)
     # All parameters, not those trainable now: gradual unfreezing adds some later, and clipping skips
     # parameters without a gradient anyway.
@@ -289,6 +296,7 @@ def train(
 
     main = accelerator.is_main_process
     several = accelerator.num_processes > 1
+    best_predictions: Predictions | None = None
 
     def save_checkpoint() -> None:
         # Under several processes all of them save (accelerate writes each one's RNG state; the main one
@@ -326,6 +334,7 @@ def train(
 
     def evaluate() -> bool:
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
+        nonlocal best_predictions
         t0 = time.monotonic()
         preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision)
         faults.point("eval")
@@ -335,6 +344,7 @@ def train(
         improved = best is None or (value > best if higher_better else value < best)
         if improved:
             state.best_metric, state.best_step, state.bad_evals = value, state.global_step, 0
+            best_predictions = preds
             on_best(accelerator.unwrap_model(model))
         else:
             state.bad_evals += 1
@@ -417,7 +427,10 @@ def train(
                 early_stopped = evaluate()
                 if end_of_epoch:  # before the checkpoint, so a resume starts the next epoch
                     state.advance_epoch(epoch)
-                save_checkpoint()
+                # The run's last checkpoint is written only to be kept: a completed run removes it (issue #12:
+                # ~4x the model in bytes). Killed after this, a run resumes from its previous checkpoint.
+                if cfg.keep_checkpoint or not (early_stopped or step >= total_steps):
+                    save_checkpoint()
             if early_stopped or step >= total_steps:
                 break
             if agreed_stop():
@@ -432,6 +445,8 @@ def train(
 
     if cls_only:
         restore_top_layer(plan.model)  # what the caller does with the model next may read every token
+    if unpadded:
+        restore_encoder(plan.model)
     if several:  # the rows and tokens of all processes
         seen = accelerator.reduce(torch.tensor([float(state.samples_seen), float(state.tokens_seen)], device=accelerator.device),
                                   reduction="sum")
@@ -441,7 +456,7 @@ def train(
         best_metric=state.best_metric, metric_name=metric_name, early_stopped=early_stopped,
         evals=state.evals, train_seconds=time.monotonic() - started, samples_seen=state.samples_seen,
         step_seconds=time.monotonic() - started - state.side_seconds,
-        tokens_seen=state.tokens_seen, peak_memory_mb=peak_memory_mb(accelerator.device),
+        tokens_seen=state.tokens_seen, peak_memory_mb=peak_memory_mb(accelerator.device), best_predictions=best_predictions,
     )
 
 

@@ -156,3 +156,21 @@ def test_multi_label_and_regression_files(tmp_path):
                                     data={"source": str(tmp_path / "multi.csv"), "label_column": "score", "max_train_samples": None},
                                     train={"learning_rate": 1e-4, "epochs": 6})).report
     assert reg["test"]["metrics"]["pearson"] > 0.5
+
+
+def test_the_report_reuses_the_loops_validation_predictions_of_the_best_weights(tmp_path, monkeypatch):
+    import core.recipe
+    from tests.support.tiny import tiny_config
+
+    splits = []
+    predict = core.recipe.predict
+
+    def counted(model, dataset, *args, **kwargs):
+        splits.append(len(dataset))
+        return predict(model, dataset, *args, **kwargs)
+    monkeypatch.setattr(core.recipe, "predict", counted)
+    outcome = run_training(tiny_config(tmp_path, train_rows=64, eval_rows=24))
+    report = outcome.report
+    assert splits == [len(pd.read_parquet(outcome.run_dir / runs.PREDICTIONS))]  # the test split only: validation was reused
+    best = next(e for e in report["history"] if e["step"] == report["best_step"])
+    assert report["validation"]["metrics"] == pytest.approx({**best["metrics"]})

@@ -1,5 +1,7 @@
 """The speed mechanisms of issue #5 change how fast, never what is computed: frozen-layer cache, token cache, bf16, fused AdamW."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -192,6 +194,63 @@ def test_first_token_top_layer_is_not_used_where_every_token_is_read():
     assert "forward" not in model.bert.encoder.layer[-1].__dict__
 
 
+@pytest.mark.parametrize("kind", ["bert", "roberta", "electra", "bert-token"])
+@pytest.mark.parametrize("attention", ["sdpa", "tuneboard_eager"])
+def test_unpadded_encoder_gives_the_padded_models_outputs_and_gradients(kind, attention):
+    from core.cls_top_layer import use_cls_only_top_layer
+    from core.cpu_dropout import use_eager_attention
+    from core.unpadded import restore_encoder, use_unpadded_encoder
+
+    batch = _padded_batch()
+    real = batch["attention_mask"].bool()
+    labels = torch.tensor([[0, 2, 1, 2, 0, 1, 1, 2, 0, 1, 2]] * 4) if kind == "bert-token" else torch.tensor([0, 2, 1, 2])
+    first_token_options = (False,) if kind == "bert-token" else (False, True)
+    for first_token_only in first_token_options:
+        results = []
+        for unpadded in (False, True):
+            model = _tiny(kind)
+            if attention == "tuneboard_eager":
+                use_eager_attention(model)
+            if first_token_only:
+                assert use_cls_only_top_layer(model)
+            seen = []
+            model.base_model.encoder.layer[0].intermediate.dense.register_forward_hook(
+                lambda m, args, out, seen=seen: seen.append(tuple(args[0].shape)))
+            if unpadded:
+                assert use_unpadded_encoder(model)
+            model.train()  # dropout is 0: train mode, so autograd and the training branches run
+            logits = model(**batch).logits
+            if kind == "bert-token":
+                logits = logits[real]  # padding positions are zeros unpadded: nobody reads them
+                loss = torch.nn.functional.cross_entropy(logits, labels[real])
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss.backward()
+            results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, seen))
+            if unpadded:
+                restore_encoder(model)
+                assert "forward" not in model.base_model.encoder.__dict__
+        (plain_logits, plain_grads, plain_seen), (fast_logits, fast_grads, fast_seen) = results
+        assert plain_seen == [(4, 11, 32)] and fast_seen == [(30, 32)]  # 11 + 7 + 3 + 9 real tokens, no padding
+        assert torch.allclose(plain_logits, fast_logits, atol=1e-5)
+        assert plain_grads.keys() == fast_grads.keys()
+        for name, grad in plain_grads.items():
+            assert torch.allclose(grad, fast_grads[name], atol=1e-5), (first_token_only, name)
+
+
+def test_unpadded_encoder_runs_the_models_own_forward_where_nothing_is_padded():
+    from core.unpadded import use_unpadded_encoder
+
+    model = _tiny("bert").eval()
+    seen = []
+    model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    full = {"input_ids": torch.randint(3, 60, (2, 5)), "attention_mask": torch.ones(2, 5, dtype=torch.long)}
+    expected = model(**full).logits
+    assert use_unpadded_encoder(model)
+    assert torch.allclose(model(**full).logits, expected, atol=1e-6)
+    assert seen == [(2, 5, 32), (2, 5, 32)]
+
+
 def test_the_loop_trains_with_the_first_token_top_layer_and_gives_the_model_back_whole(tmp_path):
     seen = []
     config = RunConfig(train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, log_every=1))
@@ -202,6 +261,40 @@ def test_the_loop_trains_with_the_first_token_top_layer_and_gives_the_model_back
           should_stop=lambda: False, checkpoint_dir=tmp_path / "ckpt", on_best=lambda m: None)
     assert seen and set(seen) == {1}  # training and validation batches: the top layer ran for the first token only
     assert "forward" not in plan.model.bert.encoder.layer[-1].__dict__
+    assert "forward" not in plan.model.bert.encoder.__dict__  # the unpadded encoder (core.unpadded) is given back too
     seen.clear()
     plan.model(input_ids=torch.tensor([[1, 5, 6, 2]]))
     assert seen == [4]
+
+
+def test_the_loop_trains_the_same_with_and_without_padding_in_the_encoder(tmp_path):
+    runs, shapes = [], []
+    for skip_padding in (True, False):
+        config = RunConfig(train=TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, log_every=1, precision="fp32",
+                                             skip_padding=skip_padding))  # fp32: where training leaves padding out
+        plan = build_strategy(_tiny("bert"), config)  # dropout 0: the two runs draw no random numbers
+        plan.model.bert.encoder.layer[0].intermediate.register_forward_hook(lambda m, args, out: shapes.append(args[0].dim()))
+        events = []
+        train(config, plan, synthetic(64, 0), synthetic(16, 1), collator=PaddingCollator(0, "single_label"),
+              loss_fn=make_loss("single_label"), score=accuracy, metric_name="accuracy", events=events.append,
+              should_stop=lambda: False, checkpoint_dir=tmp_path / str(skip_padding), on_best=lambda m: None)
+        runs.append(([e["loss"] for e in events if e["type"] == "step"], plan.model.state_dict()))
+        shapes.append("end")
+    assert set(shapes[:shapes.index("end")]) == {2} and set(shapes[shapes.index("end") + 1:-1]) == {3}  # packed tokens vs padded rows
+    (fast_losses, fast_state), (plain_losses, plain_state) = runs
+    assert len(fast_losses) == 4 and np.allclose(fast_losses, plain_losses, atol=1e-5)
+    for name, value in plain_state.items():
+        assert torch.allclose(value, fast_state[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_last_checkpoint_is_written_only_when_it_is_kept(tmp_path, keep):
+    config = RunConfig(train=TrainConfig(epochs=1, batch_size=16, eval_every=2, keep_checkpoint=keep))
+    plan = build_strategy(tiny_model(), config)
+    ckpt = tmp_path / "ckpt"
+    result = train(config, plan, synthetic(48, 0), synthetic(16, 1), collator=PaddingCollator(0, "single_label"),
+                   loss_fn=make_loss("single_label"), score=accuracy, metric_name="accuracy", events=lambda e: None,
+                   should_stop=lambda: False, checkpoint_dir=ckpt, on_best=lambda m: None)
+    assert result.state == "completed" and [e["step"] for e in result.evals] == [2, 3]
+    # Not kept, the checkpoint of the evaluation at step 2 is the last one: a kill before the run completes resumes from it.
+    assert json.loads((ckpt / "loop_state.json").read_text())["global_step"] == (3 if keep else 2)
