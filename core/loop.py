@@ -102,7 +102,8 @@ class LoopState:
     The JSON keys are the field names, as in the untyped dict earlier versions wrote, so their
     checkpoints still resume. ``epoch``/``micro_in_epoch``: the next batch to run (batches of the
     current epoch already consumed); ``elapsed``: wall seconds up to the checkpoint;
-    ``side_seconds``: of those, the time spent evaluating and checkpointing.
+    ``side_seconds``: of those, the time spent evaluating and checkpointing; ``finished``: the loop is over
+    (its last checkpoint may hold this state alone: a resume goes straight to the report).
     """
 
     global_step: int = 0
@@ -116,6 +117,8 @@ class LoopState:
     elapsed: float = 0.0
     side_seconds: float = 0.0
     evals: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+    early_stopped: bool = False
 
     def advance_epoch(self, epoch: int) -> None:
         """Epoch ``epoch`` is over: the next batch is the first of ``epoch + 1`` (idempotent)."""
@@ -282,11 +285,12 @@ def train(
     state = LoopState()
     if resume:
         runs.recover_swap(checkpoint_dir)  # killed between the two renames of the last save
-        accelerator.load_state(str(checkpoint_dir))
         state = LoopState.from_json((checkpoint_dir / LOOP_STATE).read_text())
-        restore_rng(checkpoint_dir / rng_file)
-        if plan.load_state_dict is not None and (checkpoint_dir / STRATEGY_STATE).exists():
-            plan.load_state_dict(torch.load(checkpoint_dir / STRATEGY_STATE, map_location=accelerator.device, weights_only=False))
+        if not state.finished:  # a finished loop's weights are the best ones the caller reloads
+            accelerator.load_state(str(checkpoint_dir))
+            restore_rng(checkpoint_dir / rng_file)
+            if plan.load_state_dict is not None and (checkpoint_dir / STRATEGY_STATE).exists():
+                plan.load_state_dict(torch.load(checkpoint_dir / STRATEGY_STATE, map_location=accelerator.device, weights_only=False))
         started -= state.elapsed
     higher_better = greater_is_better(metric_name)
 
@@ -323,6 +327,20 @@ def train(
         accelerator.wait_for_everyone()
         state.side_seconds += time.monotonic() - t0
 
+    def save_loop_state() -> None:
+        """The last checkpoint of a run that keeps none: the loop's state alone (no weights, no AdamW moments,
+        ~4x the model in bytes), so that a run killed before it completes resumes straight to its report."""
+        t0 = time.monotonic()
+        state.elapsed = t0 - started
+        if main:
+            tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            (tmp / LOOP_STATE).write_text(state.to_json())
+            runs.swap_in(tmp, checkpoint_dir)
+        accelerator.wait_for_everyone()
+        state.side_seconds += time.monotonic() - t0
+
     def agreed_stop() -> bool:
         """The stop request (cancel flag, SIGTERM, a sweep's pruner) as the main process sees it, on every process:
         they must leave the loop at the same step or the next all-reduce waits forever."""
@@ -336,7 +354,11 @@ def train(
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
         nonlocal best_predictions
         t0 = time.monotonic()
+        # bf16 training keeps the padding; its evaluations still leave it out (core.unpadded.pays_off)
+        for_eval = not unpadded and cfg.skip_padding and unpadded_pays_off(accelerator.device) and use_unpadded_encoder(plan.model)
         preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision)
+        if for_eval:
+            restore_encoder(plan.model)
         faults.point("eval")
         metrics = {**score(preds), "loss": preds.loss}
         value = metrics[metric_name]
@@ -361,8 +383,8 @@ def train(
     window_loss = torch.zeros((), device=accelerator.device)
     # Throughput windows leave out time spent evaluating and checkpointing (state.side_seconds).
     window_steps, window_samples, window_start = 0, 0, time.monotonic() - state.side_seconds
-    ended, early_stopped = "completed", False
-    for epoch in range(state.epoch, num_epochs):
+    ended, early_stopped = "completed", state.early_stopped
+    for epoch in range(state.epoch, num_epochs if not state.finished else state.epoch):  # none left once finished
         if plan.on_epoch_start is not None:
             plan.on_epoch_start(epoch)
         skip = state.micro_in_epoch if epoch == state.epoch else 0
@@ -427,10 +449,13 @@ def train(
                 early_stopped = evaluate()
                 if end_of_epoch:  # before the checkpoint, so a resume starts the next epoch
                     state.advance_epoch(epoch)
-                # The run's last checkpoint is written only to be kept: a completed run removes it (issue #12:
-                # ~4x the model in bytes). Killed after this, a run resumes from its previous checkpoint.
-                if cfg.keep_checkpoint or not (early_stopped or step >= total_steps):
+                finishing = early_stopped or step >= total_steps
+                state.finished, state.early_stopped = finishing, early_stopped
+                # A completed run removes its checkpoint, so the last one holds the loop's state alone unless kept.
+                if cfg.keep_checkpoint or not finishing:
                     save_checkpoint()
+                else:
+                    save_loop_state()
             if early_stopped or step >= total_steps:
                 break
             if agreed_stop():

@@ -12,7 +12,7 @@ back. This is the CPU counterpart of the variable-length (padding-free) kernels 
 offers on GPUs.
 
 The result is the padded model's: a real token's hidden state never depends on padding (padded keys
-are masked out of attention), so logits and gradients agree up to float rounding
+are masked out of attention; right padding, as core.tokenize pads), so logits and gradients agree up to float rounding
 (tests/core/test_speedups.py); padding positions of the output are zeros rather than values nobody
 reads. Only dropout draws fewer random numbers, so a training run follows a different, equally likely
 dropout sequence. bench/results/levers.md has the A/B.
@@ -21,10 +21,9 @@ Applied (``TrainConfig.skip_padding``) where :func:`pays_off` — fp32 training,
 prediction, on the CPU — to models whose encoder is a list of BERT-shaped layers (``MODEL_TYPES``,
 encoder-only, no cross-attention, eager or SDPA attention). A top layer that core.cls_top_layer
 made compute its first token only does so here too. A call that passes a cache or cross-attention
-inputs, or has no padding, runs the encoder's own forward. The loop, the final evaluation and
-``Predictor`` never ask for hidden states or attentions (transformers captures those from the
-layers' own calls, which this forward does not make). The saved model is untouched: the forward is
-replaced on the encoder instance only.
+inputs, asks for hidden states or attentions, has no padding, or is padded on the left runs the
+encoder's own forward. The saved model is untouched: the forward is replaced on the encoder instance
+only.
 """
 
 from __future__ import annotations
@@ -112,6 +111,17 @@ def _keep(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if bool(keep.all()) else keep
 
 
+def _capturing_outputs() -> bool:
+    """Whether the caller asked for hidden states or attentions. transformers 5.x collects them with hooks on the
+    layers' own calls, which the packed forward doesn't make, so such a call runs the encoder's own forward.
+    The collector is transformers' (private) context variable: where it is missing, nothing is collected."""
+    try:
+        from transformers.utils.output_capturing import _active_collector
+    except ImportError:
+        return False
+    return bool(_active_collector.get())
+
+
 class _Layout:
     """Where a batch's real tokens sit: ``slots`` (their positions in the flattened ``(batch * length)`` grid, in
     order) and ``source`` (for every grid position, its token's index, or ``len(slots)`` — a zero row — for padding)."""
@@ -157,8 +167,9 @@ class _FromGrid(torch.autograd.Function):
 def _unpadded_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
                       encoder_hidden_states: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
     keep = _keep(attention_mask)
-    plain = (keep is None or hidden_states.device.type != "cpu" or encoder_hidden_states is not None or args
-             or kwargs.get("past_key_values") is not None)
+    # Packed rows assume what PaddingCollator makes: right padding, every row starting with a real token.
+    plain = (keep is None or not bool(keep[:, 0].all()) or hidden_states.device.type != "cpu" or encoder_hidden_states is not None
+             or args or kwargs.get("past_key_values") is not None or _capturing_outputs())
     if plain:
         return type(self).forward(self, hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions

@@ -163,7 +163,9 @@ def test_loop_state_reads_and_writes_the_earlier_format():
             '"evals": [{"step": 20, "epoch": 1.0, "split": "validation", "metrics": {"accuracy": 0.75}}]}')
     state = LoopState.from_json(text)
     assert (state.global_step, state.epoch, state.micro_in_epoch, state.best_metric, state.evals[0]["step"]) == (25, 1, 5, 0.75, 20)
-    assert list(json.loads(state.to_json())) == LEGACY_KEYS and json.loads(state.to_json()) == json.loads(text)
+    # The earlier keys in their order, then the later ones at their defaults (an earlier checkpoint's loop wasn't finished).
+    assert list(json.loads(state.to_json())) == [*LEGACY_KEYS, "finished", "early_stopped"]
+    assert json.loads(state.to_json()) == {**json.loads(text), "finished": False, "early_stopped": False}
     state.advance_epoch(1)
     state.advance_epoch(1)  # idempotent: the end-of-epoch evaluation and the end of the epoch both advance it
     assert (state.epoch, state.micro_in_epoch) == (2, 0)
@@ -176,7 +178,7 @@ def test_resume_from_a_checkpoint_in_the_earlier_format(tmp_path):
     cancelled, _, _, _ = run(tmp_path / "b", steps_to_cancel=25)
     path = tmp_path / "b" / "ckpt" / "loop_state.json"
     saved = json.loads(path.read_text())
-    assert list(saved) == LEGACY_KEYS
+    assert list(saved)[:len(LEGACY_KEYS)] == LEGACY_KEYS and not saved["finished"]
     # Written back the way the dict-based loop wrote it: json.dumps of a plain dict in its key order.
     path.write_text(json.dumps({key: saved[key] for key in LEGACY_KEYS}))
     resumed, events, resumed_model, _ = run(tmp_path / "b", resume=True, model=tiny_model(seed=123))

@@ -238,17 +238,22 @@ def test_unpadded_encoder_gives_the_padded_models_outputs_and_gradients(kind, at
             assert torch.allclose(grad, fast_grads[name], atol=1e-5), (first_token_only, name)
 
 
-def test_unpadded_encoder_runs_the_models_own_forward_where_nothing_is_padded():
+def test_unpadded_encoder_runs_the_models_own_forward_without_padding_with_left_padding_or_for_hidden_states():
     from core.unpadded import use_unpadded_encoder
 
     model = _tiny("bert").eval()
     seen = []
     model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
     full = {"input_ids": torch.randint(3, 60, (2, 5)), "attention_mask": torch.ones(2, 5, dtype=torch.long)}
-    expected = model(**full).logits
+    left = {"input_ids": full["input_ids"], "attention_mask": torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])}
+    expected = model(**full).logits, model(**left).logits
     assert use_unpadded_encoder(model)
-    assert torch.allclose(model(**full).logits, expected, atol=1e-6)
-    assert seen == [(2, 5, 32), (2, 5, 32)]
+    assert torch.allclose(model(**full).logits, expected[0], atol=1e-6)
+    assert torch.allclose(model(**left).logits, expected[1], atol=1e-6)  # left padding: not packed either
+    assert seen == [(2, 5, 32)] * 4
+    right = {"input_ids": full["input_ids"], "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])}
+    assert len(model(**right, output_hidden_states=True).hidden_states) == 3  # captured from the layers' own calls
+    assert seen[4:] == [(2, 5, 32)]
 
 
 def test_the_loop_trains_with_the_first_token_top_layer_and_gives_the_model_back_whole(tmp_path):
@@ -288,13 +293,26 @@ def test_the_loop_trains_the_same_with_and_without_padding_in_the_encoder(tmp_pa
 
 
 @pytest.mark.parametrize("keep", [False, True])
-def test_the_last_checkpoint_is_written_only_when_it_is_kept(tmp_path, keep):
+def test_the_last_checkpoint_holds_the_loop_state_alone_unless_kept_and_resumes_to_the_report(tmp_path, keep):
     config = RunConfig(train=TrainConfig(epochs=1, batch_size=16, eval_every=2, keep_checkpoint=keep))
-    plan = build_strategy(tiny_model(), config)
     ckpt = tmp_path / "ckpt"
-    result = train(config, plan, synthetic(48, 0), synthetic(16, 1), collator=PaddingCollator(0, "single_label"),
-                   loss_fn=make_loss("single_label"), score=accuracy, metric_name="accuracy", events=lambda e: None,
-                   should_stop=lambda: False, checkpoint_dir=ckpt, on_best=lambda m: None)
-    assert result.state == "completed" and [e["step"] for e in result.evals] == [2, 3]
-    # Not kept, the checkpoint of the evaluation at step 2 is the last one: a kill before the run completes resumes from it.
-    assert json.loads((ckpt / "loop_state.json").read_text())["global_step"] == (3 if keep else 2)
+
+    def run(resume: bool, events: list):
+        return train(config, build_strategy(tiny_model(), config), synthetic(48, 0), synthetic(16, 1),
+                     collator=PaddingCollator(0, "single_label"), loss_fn=make_loss("single_label"), score=accuracy,
+                     metric_name="accuracy", events=events.append, should_stop=lambda: False, checkpoint_dir=ckpt,
+                     on_best=lambda m: None, resume=resume)
+
+    first = run(False, [])
+    assert first.state == "completed" and [e["step"] for e in first.evals] == [2, 3]
+    saved = json.loads((ckpt / "loop_state.json").read_text())
+    assert saved["global_step"] == 3 and saved["finished"]
+    # Not kept: no weights and no AdamW moments (~4x the model in bytes), only what a resume needs to report.
+    assert any(p.suffix == ".safetensors" for p in ckpt.rglob("*")) == keep
+    if not keep:
+        assert [p.name for p in ckpt.iterdir()] == ["loop_state.json"]
+    # Killed before the run completed: the resume trains nothing more and hands the same history to the report.
+    events = []
+    again = run(True, events)
+    assert again.state == "completed" and again.global_step == 3 and again.evals == first.evals
+    assert [e["type"] for e in events] == ["start"] and again.best_step == first.best_step
