@@ -49,8 +49,8 @@ from core.metrics import greater_is_better
 from core.schedule import lr_schedule, plan_steps
 from core.strategy_plan import StrategyPlan
 from core.tokenize import IGNORE_INDEX, EncodedSplit, LengthGroupedBatches, PaddingCollator, eval_batches
+from core.unpadded import encoder_without_padding, restore_encoder, use_unpadded_encoder
 from core.unpadded import pays_off as unpadded_pays_off
-from core.unpadded import restore_encoder, use_unpadded_encoder
 
 LOOP_STATE = "loop_state.json"
 RNG_STATE = "rng_state.pt"
@@ -156,12 +156,20 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingCollator, batch_size: int,
             loss_fn: LossFn | None, accelerator: Accelerator, prefix_cache: FrozenPrefixCache | None = None,
-            precision: str = "fp32") -> Predictions:
+            precision: str = "fp32", skip_padding: bool = False) -> Predictions:
     """Run the model over ``dataset`` in length-sorted batches and return outputs in row order.
 
     ``prefix_cache`` (for this dataset) skips the frozen bottom layers after a row's first pass;
-    ``precision`` is the run's (TrainConfig.precision).
+    ``precision`` and ``skip_padding`` are the run's (TrainConfig): evaluation leaves padding out
+    wherever that pays (core.unpadded.pays_off), whatever the training did.
     """
+    with encoder_without_padding(model, skip_padding and unpadded_pays_off(accelerator.device)):
+        return _predict(model, dataset, collator, batch_size, loss_fn, accelerator, prefix_cache, precision)
+
+
+def _predict(model: torch.nn.Module, dataset: EncodedSplit, collator: PaddingCollator, batch_size: int,
+             loss_fn: LossFn | None, accelerator: Accelerator, prefix_cache: FrozenPrefixCache | None,
+             precision: str) -> Predictions:
     modes = [(m, m.training) for m in model.modules()]  # restored exactly: frozen layers stay in eval mode
     model.eval()
     n = len(dataset)
@@ -302,21 +310,27 @@ def train(
     several = accelerator.num_processes > 1
     best_predictions: Predictions | None = None
 
-    def save_checkpoint() -> None:
-        # Under several processes all of them save (accelerate writes each one's RNG state; the main one
-        # the weights and the optimizer) and only the main one swaps the copy in, between barriers.
+    def save_checkpoint(whole: bool = True) -> None:
+        """Save where the loop stands. ``whole``: with weights, AdamW moments and RNG states, to continue
+        training; otherwise the loop's state alone (~4x the model in bytes less), enough for a finished
+        loop, which a resume takes straight to its report.
+
+        Under several processes all of them save (accelerate writes each one's RNG state; the main one the
+        weights and the optimizer) and only the main one swaps the copy in, between barriers."""
         t0 = time.monotonic()
         state.elapsed = t0 - started
         tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
         try:
-            accelerator.save_state(str(tmp))
-            save_rng(tmp / rng_file)
+            if whole:
+                accelerator.save_state(str(tmp))
+                save_rng(tmp / rng_file)
             if main:
                 (tmp / LOOP_STATE).write_text(state.to_json())
-                if plan.state_dict is not None:
+                if whole and plan.state_dict is not None:
                     torch.save(plan.state_dict(), tmp / STRATEGY_STATE)
         except Exception:  # a full disk: give back what the half-written copy took, so the failure can be recorded
             shutil.rmtree(tmp, ignore_errors=True)
@@ -324,20 +338,6 @@ def train(
         accelerator.wait_for_everyone()
         if main:
             runs.swap_in(tmp, checkpoint_dir)  # whole: a crash mid-save leaves the previous checkpoint intact
-        accelerator.wait_for_everyone()
-        state.side_seconds += time.monotonic() - t0
-
-    def save_loop_state() -> None:
-        """The last checkpoint of a run that keeps none: the loop's state alone (no weights, no AdamW moments,
-        ~4x the model in bytes), so that a run killed before it completes resumes straight to its report."""
-        t0 = time.monotonic()
-        state.elapsed = t0 - started
-        if main:
-            tmp = checkpoint_dir.with_name(checkpoint_dir.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            (tmp / LOOP_STATE).write_text(state.to_json())
-            runs.swap_in(tmp, checkpoint_dir)
         accelerator.wait_for_everyone()
         state.side_seconds += time.monotonic() - t0
 
@@ -354,11 +354,8 @@ def train(
         """Validation metrics, best-model bookkeeping; returns True when early stopping says stop."""
         nonlocal best_predictions
         t0 = time.monotonic()
-        # bf16 training keeps the padding; its evaluations still leave it out (core.unpadded.pays_off)
-        for_eval = not unpadded and cfg.skip_padding and unpadded_pays_off(accelerator.device) and use_unpadded_encoder(plan.model)
-        preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision)
-        if for_eval:
-            restore_encoder(plan.model)
+        preds = predict(model, val_set, collator, cfg.batch_size * 2, loss_fn, accelerator, val_cache, cfg.precision,
+                        skip_padding=cfg.skip_padding)
         faults.point("eval")
         metrics = {**score(preds), "loss": preds.loss}
         value = metrics[metric_name]
@@ -452,10 +449,7 @@ def train(
                 finishing = early_stopped or step >= total_steps
                 state.finished, state.early_stopped = finishing, early_stopped
                 # A completed run removes its checkpoint, so the last one holds the loop's state alone unless kept.
-                if cfg.keep_checkpoint or not finishing:
-                    save_checkpoint()
-                else:
-                    save_loop_state()
+                save_checkpoint(whole=cfg.keep_checkpoint or not finishing)
             if early_stopped or step >= total_steps:
                 break
             if agreed_stop():

@@ -34,8 +34,6 @@ from core.metrics import build_report, predictions_frame, resolve_metric_for_bes
 from core.models import ModelError, load_model, load_tokenizer, model_facts
 from core.strategies import StrategyError, build_strategy
 from core.tokenize import EncodedSplit, PaddingCollator, encode_split, token_stats
-from core.unpadded import pays_off as unpadded_pays_off
-from core.unpadded import restore_encoder, use_unpadded_encoder
 
 USER_ERRORS = (ConfigError, DataError, ModelError, StrategyError)
 BEST_WEIGHTS = "checkpoints/best.safetensors"
@@ -296,14 +294,12 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, events: EventSink, sto
     t_eval = time.monotonic()
     reports = {}
     first_token_only = config.train.cls_only_top_layer and use_cls_only_top_layer(model)
-    unpadded = (config.train.skip_padding and unpadded_pays_off(accelerator.device)
-                and use_unpadded_encoder(model))
     for split in dict.fromkeys(("validation", eval_split)):
         if split == "validation" and result.best_predictions is not None:
             preds = result.best_predictions  # the loop's, from the weights just reloaded: the same predictions again
         else:
             preds = predict(model, encoded[split], collator, config.train.batch_size * 2, loss_fn, accelerator,
-                            precision=config.train.precision)
+                            precision=config.train.precision, skip_padding=config.train.skip_padding)
         if not main:
             continue  # it took part in the gathering; the main process writes
         gold, scores = to_metric_inputs(task, names, preds)
@@ -316,8 +312,6 @@ def _train_and_evaluate(config: RunConfig, run_dir: Path, events: EventSink, sto
     eval_seconds = time.monotonic() - t_eval
     if first_token_only:
         restore_top_layer(model)
-    if unpadded:
-        restore_encoder(model)
     if not main:
         return RunOutcome(run_dir, "completed", result, None)
 

@@ -28,7 +28,9 @@ only.
 
 from __future__ import annotations
 
+import contextlib
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -88,6 +90,19 @@ def use_unpadded_encoder(model: nn.Module) -> bool:
     encoder = _encoder(model)
     encoder.forward = types.MethodType(_unpadded_forward, encoder)
     return True
+
+
+@contextlib.contextmanager
+def encoder_without_padding(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within: ``model``'s encoder runs on real tokens where supported; afterwards as it was (an encoder
+    already running so, as in fp32 training, stays so)."""
+    encoder = _encoder(model)
+    applied = enabled and encoder is not None and "forward" not in encoder.__dict__ and use_unpadded_encoder(model)
+    try:
+        yield
+    finally:
+        if applied:
+            restore_encoder(model)
 
 
 def restore_encoder(model: nn.Module) -> None:

@@ -316,3 +316,23 @@ def test_the_last_checkpoint_holds_the_loop_state_alone_unless_kept_and_resumes_
     again = run(True, events)
     assert again.state == "completed" and again.global_step == 3 and again.evals == first.evals
     assert [e["type"] for e in events] == ["start"] and again.best_step == first.best_step
+
+
+def test_evaluation_leaves_padding_out_and_gives_the_encoder_back_as_it_found_it():
+    from accelerate import Accelerator
+
+    from core.loop import predict
+    from core.unpadded import use_unpadded_encoder
+
+    model = _tiny("bert")
+    seen = []
+    model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(lambda m, args, out: seen.append(args[0].dim()))
+    data, collator, accelerator = synthetic(12, 2), PaddingCollator(0, "single_label"), Accelerator(cpu=True)
+    padded = predict(model, data, collator, 4, None, accelerator)
+    packed = predict(model, data, collator, 4, None, accelerator, skip_padding=True)
+    assert set(seen[:3]) == {3} and set(seen[3:]) == {2}  # 3 batches padded, then 3 packed
+    assert np.allclose(padded.scores, packed.scores, atol=1e-5)
+    assert "forward" not in model.bert.encoder.__dict__  # given back padded, as it was
+    assert use_unpadded_encoder(model)  # as fp32 training leaves it
+    predict(model, data, collator, 4, None, accelerator, skip_padding=True)
+    assert "forward" in model.bert.encoder.__dict__  # and still so after the evaluation
