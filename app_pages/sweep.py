@@ -99,7 +99,7 @@ info = by_name[picked]
 
 def live(name: str, was_running: bool) -> None:
     """Everything that changes while the sweep runs: redrawn on the status cadence while its driver runs."""
-    info = next((s for s in sweep.list_sweeps(root) if s["name"] == name), None)
+    info = sweep.sweep_status(root, name)
     if info is None:
         st.error(f"Sweep {md_literal(name)} is gone from the runs folder.")
         return

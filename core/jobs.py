@@ -629,12 +629,13 @@ def ensure_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float | N
     """
     root = Path(root).resolve()
     _reap_spawned()
+    key = str(root) if capacity is None else f"{root}:{name}"  # the app's own worker, or a sweep's by name
     if capacity is None:
         if worker_alive(root):
             return False
     else:
         have = sum(int(w.get("concurrency") or 1) for w in live_workers(root))
-        spawned = _spawned.get(f"{root}:{name}")
+        spawned = _spawned.get(key)
         if have >= capacity or spawned is not None and spawned.poll() is None:
             return False
         concurrency = capacity - have
@@ -646,7 +647,7 @@ def ensure_worker(root: str | Path, concurrency: int = 1, idle_exit_s: float | N
     with open(root / WORKER_LOG, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=REPO_ROOT, env=env, start_new_session=True)
-    _spawned[str(root) if capacity is None else f"{root}:{name}"] = proc
+    _spawned[key] = proc
     return True
 
 

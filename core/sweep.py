@@ -578,8 +578,6 @@ def _beat(root: Path, name: str, last: list[float]) -> None:
 
 def driver_running(info: dict[str, Any]) -> bool:
     """Whether the sweep's own process still runs: its pid on this host, its heartbeat on another."""
-    import socket
-
     from core import jobs
 
     if info.get("state") == "finished":
@@ -593,7 +591,8 @@ def _is_sweep_process(pid: Any) -> bool:
     """The pid is still a ``core sweep`` process (not another that got the pid of one that ended)."""
     try:
         with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
-            return b"sweep" in f.read()
+            # the subcommand as an argument of its own: a sweep's worker (--name <host>-sweep-<name>) is not one
+            return b"sweep" in f.read().split(b"\0")
     except (OSError, ValueError, TypeError):
         return True  # no /proc to ask: trust the pid
 
@@ -606,8 +605,21 @@ def list_sweeps(root: str | Path) -> list[dict[str, Any]]:
     for info_path in Path(root, SWEEPS_DIR).glob(f"*/{SWEEP_INFO}"):
         info = runs.read_json(info_path)
         if info and info.get("name"):
-            out.append({**info, "running": driver_running(info)})
+            out.append(with_running(info))
     return sorted(out, key=lambda i: i.get("driver_started") or 0, reverse=True)
+
+
+def with_running(info: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's ``sweep.json`` as :func:`list_sweeps` lists it: with whether its process still runs."""
+    return {**info, "running": driver_running(info)}
+
+
+def sweep_status(root: str | Path, name: str) -> dict[str, Any] | None:
+    """The one sweep ``name`` as :func:`list_sweeps` lists it (without reading every other sweep); None if there is none."""
+    try:
+        return with_running(read_info(root, name))
+    except SweepError:
+        return None
 
 
 def load_study(root: str | Path, name: str, info: dict[str, Any] | None = None) -> Any:

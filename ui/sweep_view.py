@@ -229,7 +229,7 @@ def read_sweep(root: str | Path, info: dict[str, Any]) -> SweepView:
     """The sweep ``info`` (a :func:`core.sweep.list_sweeps` row) with its trials, axes and importances."""
     name = str(info.get("name"))
     try:
-        study = sweep.load_study(root, name)
+        study = sweep.load_study(root, name, info)
     except sweep.SweepError as exc:
         return SweepView(info, problem=str(exc))
     except Exception as exc:  # noqa: BLE001 - an RDB storage that can't be reached: said on the page, not a traceback

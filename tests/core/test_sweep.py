@@ -237,3 +237,20 @@ def test_the_pruner_judges_a_trial_from_30_percent_of_its_steps_and_never_at_its
     assert final.pruned_at is None
     watch({"type": "eval", "step": 3, "metrics": {"loss": 0.8}})
     assert watch.pruned_at == 3 and watch.should_stop()
+
+
+def test_a_sweep_driver_is_told_from_a_sweeps_worker_by_its_subcommand():
+    import subprocess
+    import sys
+
+    from core.sweep import _is_sweep_process
+
+    wait = "import time; time.sleep(30)"
+    driver = subprocess.Popen([sys.executable, "-c", wait, "sweep", "--name", "s1"])
+    worker = subprocess.Popen([sys.executable, "-c", wait, "worker", "--name", "host-sweep-s1"])
+    try:
+        assert _is_sweep_process(driver.pid) and not _is_sweep_process(worker.pid)
+    finally:
+        for proc in (driver, worker):
+            proc.kill()
+            proc.wait()
